@@ -1,0 +1,62 @@
+from pathlib import Path
+from typing import Optional
+
+import orjson
+import typer
+
+from memkit.cli.common import console, fail, handle_errors
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "samples" / "tau-bench-airline" / "gpt-4o-airline.json"
+
+
+@handle_errors
+def demo(
+    directory: Path = typer.Argument(Path("demo"), help="Folder for the demo bank (created)."),
+    sample: Optional[Path] = typer.Option(None, "--sample", help="tau-bench results file (default: the bundled sample)."),
+):
+    """Run the whole loop on the bundled tau-bench sample, in two halves, and export context files.
+
+    Init a bank in DIRECTORY, ingest the first half of the runs, distill, ingest the second half,
+    distill again, and export AGENTS.md and a system prompt.
+
+    Example: memkit demo demo
+    """
+    from memkit.bank import Bank
+    from memkit.config import CONFIG_FILE, DEFAULT_CONFIG_TEXT
+    from memkit.fileio import write_atomic
+
+    sample = sample or SAMPLE
+    if not sample.exists():
+        fail(f"sample {sample} not found; pass --sample path/to/tau-bench-results.json")
+    runs = orjson.loads(sample.read_bytes())
+    half = len(runs) // 2
+    parts = directory / "runs"
+    for i, chunk in enumerate((runs[:half], runs[half:]), start=1):
+        write_atomic(parts / f"part-{i}.jsonl", "".join(orjson.dumps(r).decode() + "\n" for r in chunk))
+    if not (directory / CONFIG_FILE).exists():
+        write_atomic(directory / CONFIG_FILE, DEFAULT_CONFIG_TEXT.replace("playbook: default", "playbook: airline")
+                     .replace("domain: null", "domain: airline"))
+    console.print(f"$ memkit init {directory}")
+    bank, _ = Bank.init(directory)
+    with bank:
+        for i in (1, 2):
+            part = parts / f"part-{i}.jsonl"
+            console.print(f"$ memkit ingest {part}")
+            r = bank.ingest([part])
+            console.print(f"  {r.added} runs added ({dict(r.outcomes)}), {r.duplicates} duplicates, {r.rejected} rejected")
+            console.print("$ memkit distill --playbook airline")
+            d = bank.distill("airline")
+            console.print(f"  {d.new_runs} new runs, {len(d.operations)} operations: "
+                          + (f"v{d.version}" if d.version else "no changes"))
+        outputs = {"AGENTS.md": "agents-md", "system-prompt.md": "system-prompt"}
+        for filename, target in outputs.items():
+            console.print(f"$ memkit export airline --target {target} -o {directory / filename}")
+            e = bank.export("airline", target, output=directory / filename)
+            console.print(f"  {len(e.included)} items, {e.tokens} tokens")
+        playbook_file = bank.playbook_path("airline")
+    console.print("\nOutputs:")
+    console.print(f"  bank:          {directory / '.memkit'}")
+    console.print(f"  playbook:      {playbook_file}")
+    for filename in outputs:
+        console.print(f"  context file:  {directory / filename}")
+    console.print(f"Next: memkit --bank {directory} playbook show airline | playbook log airline | stats")

@@ -1,0 +1,34 @@
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from memkit.cli.common import BankOption, JsonOption, console, emit_json, err_console, handle_errors, open_bank
+
+
+@handle_errors
+def export(
+    name: Optional[str] = typer.Argument(None, help="Playbook name (default: `playbook` in memkit.yaml)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="system-prompt | agents-md | claude-md | cursor | json (default from memkit.yaml: agents-md)."),
+    budget: Optional[int] = typer.Option(None, "--budget", help="Hard cap in tokens, filled by utility per token."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write; AGENTS.md/CLAUDE.md keep everything outside memkit's block. Default: stdout."),
+    version: Optional[int] = typer.Option(None, "--version", "-V", help="Export this version instead of the current file."),
+    bank: Path = BankOption,
+    json: bool = JsonOption,
+):
+    """Render the playbook's active items as a context file for an agent.
+
+    Example: memkit export airline --target agents-md --budget 1500 -o AGENTS.md
+    """
+    with open_bank(bank) as b:
+        result = b.export(name, target, budget=budget, output=output, version=version)
+    if json:
+        emit_json(result.as_dict())
+    elif output is None:
+        typer.echo(result.text, nl=False)
+    else:
+        left = f", {len(result.left_out)} left out by the budget" if result.left_out else ""
+        console.print(f"Wrote {result.path}: {len(result.included)} items, {result.tokens} tokens"
+                      + (f" of {result.budget}" if result.budget else "") + left + ".")
+    if output is None and not json and result.left_out:
+        err_console.print(f"{len(result.left_out)} items left out by the budget of {result.budget} tokens.")

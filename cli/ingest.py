@@ -1,0 +1,49 @@
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from memkit.cli.common import BankOption, JsonOption, console, emit_json, err_console, fail, handle_errors, open_bank
+
+
+@handle_errors
+def ingest(
+    paths: List[str] = typer.Argument(..., help="Files, folders (recursive) or glob patterns of agent runs."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="Force a format instead of detecting it (see `memkit formats`)."),
+    playbook: Optional[str] = typer.Option(None, "--playbook", help="NAME@VERSION the runs had in context (counts as an exposure of its items)."),
+    bank: Path = BankOption,
+    json: bool = JsonOption,
+):
+    """Read agent runs into the bank. Re-ingesting the same runs adds nothing.
+
+    Example: memkit ingest runs/ --playbook airline@3
+    """
+    with open_bank(bank, write=True) as b:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err_console, transient=True, disable=json) as progress:
+            files = progress.add_task("files", total=None)
+            records = progress.add_task("records", total=None)
+            result = b.ingest(
+                paths, format=format, playbook=playbook,
+                on_file=lambda path, i: progress.update(files, completed=i, description=f"files ({path.name})"),
+                on_records=lambda n: progress.advance(records, n),
+            )
+            progress.update(files, completed=result.files)
+    if json:
+        emit_json(result.as_dict())
+    else:
+        outcomes = ", ".join(f"{v} {k}" for k, v in sorted(result.outcomes.items()))
+        console.print(f"Ingested {result.files} file(s), {result.records} records: {result.added} runs added"
+                      + (f" ({outcomes})" if outcomes else "")
+                      + f", {result.duplicates} skipped as duplicates, {result.rejected} rejected.")
+        if result.redactions:
+            console.print("Redacted secrets: " + ", ".join(f"{n} {k}" for k, n in sorted(result.redactions.items())))
+        for line in result.reject_lines:
+            err_console.print(f"  rejected: {line}", highlight=False, markup=False)
+    if result.file_errors:
+        for line in result.file_errors[:-1]:
+            typer.echo(f"Error: {line}", err=True)
+        fail(result.file_errors[-1])
+    if result.rejected:
+        fail(f"{result.rejected} record(s) rejected; the other records were ingested (see the rejects table)")

@@ -1,0 +1,26 @@
+"""The `memkit` command: a thin typer layer over the Python API (one module per command)."""
+
+import typer
+
+from memkit.cli import demo, distill, export, ingest, init, playbook, stats
+
+app = typer.Typer(
+    name="memkit",
+    help="Distill agent runs into versioned, outcome-scored playbooks and context files.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(init.init)
+app.command()(ingest.ingest)
+app.command()(distill.distill)
+app.command()(distill.score)
+app.command()(export.export)
+app.command()(stats.stats)
+app.command()(stats.formats)
+app.command()(demo.demo)
+app.add_typer(playbook.app, name="playbook")
+
+
+def run() -> None:
+    app()

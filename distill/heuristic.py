@@ -1,0 +1,182 @@
+"""The heuristic reflector: lessons mined from the store with SQL, no LLM.
+
+Three miners, each stating its support (k of n runs):
+- failure signatures: a tool and its error text with ids, dates and numbers masked, clustered
+  across runs, with the failure rate of the runs that hit it and what recovered runs did next;
+- preconditions: tools that successful runs called before a given tool (a sequence shared by
+  the successes across task families), compared with failed runs;
+- contrasts: tools whose use separates success from failure within tasks that had both outcomes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter, defaultdict
+
+import duckdb
+
+from memkit.config import Config
+from memkit.model import Insight
+
+_MASKS = [
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\b"), "<DATE>"),
+    (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<ID>"),
+    (re.compile(r"\b(?=[\w\-]*\d)(?=[\w\-]*[A-Za-z])[\w\-]+\b"), "<ID>"),
+    (re.compile(r"\b\d+(?:\.\d+)?\b"), "<N>"),
+    (re.compile(r"\s+"), " "),
+]
+
+
+def mask_error(text: str, limit: int = 160) -> str:
+    """An error message with its instance details masked, so the same failure clusters across runs."""
+    out = text.strip()
+    for pattern, repl in _MASKS:
+        out = pattern.sub(repl, out)
+    return out[:limit]
+
+
+def _pct(k: int, n: int) -> str:
+    return f"{round(100 * k / n)}%" if n else "n/a"
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def reflect(con: duckdb.DuckDBPyConnection, new_runs: set[str], cfg: Config) -> list[Insight]:
+    """Every lesson the whole store supports that has at least one new run among its evidence."""
+    n_runs = con.execute("SELECT count(*) FROM trajectories WHERE outcome IN ('success', 'failure', 'partial')").fetchone()[0]
+    tags = [f"domain:{cfg.domain}"] if cfg.domain else []
+    insights = failure_signatures(con, cfg, n_runs, tags) + preconditions(con, cfg, n_runs, tags) + contrasts(con, cfg, tags)
+    return [i for i in insights if new_runs.intersection(i.evidence)]
+
+
+def failure_signatures(con, cfg: Config, n_runs: int, tags: list[str]) -> list[Insight]:
+    rows = con.execute(
+        """SELECT r.trajectory_id, r.step_seq, coalesce(r.name, '?'), r.content, t.outcome
+           FROM tool_results r JOIN trajectories t ON t.id = r.trajectory_id
+           WHERE r.is_error ORDER BY r.trajectory_id, r.step_seq"""
+    ).fetchall()
+    clusters: dict[tuple[str, str], dict[str, tuple[int, str]]] = defaultdict(dict)
+    for run_id, seq, tool, content, outcome in rows:
+        sig = (tool, mask_error(content or ""))
+        clusters[sig].setdefault(run_id, (seq, outcome))  # the first hit in each run
+    # What each run did after a hit: the next tool it called.
+    next_calls = {}
+    if clusters:
+        for run_id, seq, name in con.execute(
+            """SELECT r.trajectory_id, r.step_seq, (SELECT c.name FROM tool_calls c WHERE c.trajectory_id = r.trajectory_id
+                       AND c.step_seq > r.step_seq ORDER BY c.step_seq, c.idx LIMIT 1)
+               FROM tool_results r WHERE r.is_error"""
+        ).fetchall():
+            next_calls[(run_id, seq)] = name
+    out = []
+    for (tool, error), hits in clusters.items():
+        if len(hits) < cfg.distill.min_support:
+            continue
+        known = [o for _, o in hits.values() if o in ("success", "failure", "partial")]
+        failed = sum(o != "success" for o in known)
+        recovered = [rid for rid, (_, o) in hits.items() if o == "success"]
+        text = (f"`{tool}` can fail with \"{error}\": {len(hits)} runs hit this"
+                f" and {_pct(failed, len(known))} of them failed.")
+        nexts = Counter(next_calls.get((rid, hits[rid][0])) or "no further tool" for rid in recovered)
+        if nexts:
+            step, k = nexts.most_common(1)[0]
+            then = f"`{step}`" if step != "no further tool" else "no further tool"
+            text += f" Runs that recovered ({len(recovered)}) most often called {then} next ({k} of {len(recovered)})."
+        else:
+            text += " No run that hit it recovered."
+        text += f" Check what this error names before calling `{tool}`."
+        out.append(Insight(
+            key=f"sig:{tool}:{_short_hash(error)}", section="pitfalls", text=text,
+            when_to_use=f"before calling `{tool}`",
+            tags=[f"tool:{tool}", "error"] + tags,
+            evidence=sorted(hits), support=f"{len(hits)} of {n_runs} runs",
+        ))
+    return out
+
+
+def _first_calls(con) -> list[tuple[str, str, str, int]]:
+    """(run, outcome, tool, position of its first call) for every tool a run called."""
+    return con.execute(
+        """SELECT c.trajectory_id, t.outcome, c.name, min(c.step_seq * 1000 + c.idx) AS pos
+           FROM tool_calls c JOIN trajectories t ON t.id = c.trajectory_id
+           WHERE t.outcome IN ('success', 'failure') GROUP BY ALL"""
+    ).fetchall()
+
+
+def preconditions(con, cfg: Config, n_runs: int, tags: list[str]) -> list[Insight]:
+    runs: dict[str, dict[str, int]] = defaultdict(dict)
+    outcome: dict[str, str] = {}
+    for run_id, o, tool, pos in _first_calls(con):
+        runs[run_id][tool] = pos
+        outcome[run_id] = o
+    by_tool: dict[str, dict[str, list[str]]] = defaultdict(lambda: {"success": [], "failure": []})
+    for run_id, tools in runs.items():
+        for tool in tools:
+            by_tool[tool][outcome[run_id]].append(run_id)
+    out = []
+    for tool, groups in sorted(by_tool.items()):
+        wins, losses = groups["success"], groups["failure"]
+        if len(wins) < max(cfg.distill.min_support, 3):
+            continue
+        before = Counter(p for rid in wins for p, pos in runs[rid].items() if p != tool and pos < runs[rid][tool])
+        needed = [p for p, k in before.most_common() if k / len(wins) >= cfg.distill.precondition_share]
+        if not needed:
+            continue
+        needed.sort(key=lambda p: sum(runs[r][p] for r in wins if p in runs[r]) / before[p])
+        parts = []
+        for p in needed:
+            lost_k = sum(1 for rid in losses if p in runs[rid] and runs[rid][p] < runs[rid][tool])
+            parts.append(f"`{p}` (first in {before[p]} of {len(wins)} successful runs that used `{tool}`"
+                         + (f", {lost_k} of {len(losses)} failed ones)" if losses else ")"))
+        text = f"Before calling `{tool}`, call " + ", then ".join(parts) + "."
+        evidence = sorted(r for r in wins if all(p in runs[r] and runs[r][p] < runs[r][tool] for p in needed))
+        out.append(Insight(
+            key=f"pre:{tool}", section="strategies", text=text,
+            when_to_use=f"before calling `{tool}`", tags=[f"tool:{tool}"] + [f"tool:{p}" for p in needed] + tags,
+            evidence=evidence, support=f"{len(evidence)} of {n_runs} runs",
+        ))
+    return out
+
+
+def contrasts(con, cfg: Config, tags: list[str]) -> list[Insight]:
+    """Tools whose use goes with a different success rate, in task families that had both outcomes."""
+    mixed = con.execute(
+        """SELECT id, outcome FROM trajectories WHERE outcome IN ('success', 'failure') AND coalesce(task_id, '') IN (
+               SELECT coalesce(task_id, '') FROM trajectories WHERE outcome IN ('success', 'failure')
+               GROUP BY 1 HAVING count(DISTINCT outcome) = 2)"""
+    ).fetchall()
+    if not mixed:
+        return []
+    outcome = dict(mixed)
+    used: dict[str, set[str]] = defaultdict(set)
+    for run_id, _, tool, _ in _first_calls(con):
+        if run_id in outcome:
+            used[tool].add(run_id)
+    total, total_wins = len(outcome), sum(o == "success" for o in outcome.values())
+    out = []
+    for tool, with_runs in sorted(used.items()):
+        k_with = sum(outcome[r] == "success" for r in with_runs)
+        n_with, n_without = len(with_runs), total - len(with_runs)
+        if n_with < cfg.distill.min_contrast_runs or n_without < cfg.distill.min_contrast_runs:
+            continue
+        k_without = total_wins - k_with
+        gap = k_with / n_with - k_without / n_without
+        if abs(gap) < cfg.distill.min_rate_gap:
+            continue
+        figures = (f"{k_with} of {n_with} ({_pct(k_with, n_with)}) vs {k_without} of {n_without}"
+                   f" ({_pct(k_without, n_without)}) without it, in tasks that had both outcomes")
+        if gap > 0:
+            section, sign = "strategies", "+"
+            text = f"Runs that called `{tool}` succeeded more often: {figures}. Use `{tool}` where the task allows it."
+        else:
+            section, sign = "pitfalls", "-"
+            text = (f"Runs that called `{tool}` succeeded less often: {figures}."
+                    f" Treat `{tool}` as a last resort and rule out the alternatives first.")
+        out.append(Insight(
+            key=f"act:{tool}:{sign}", section=section, text=text, when_to_use=f"deciding whether to call `{tool}`",
+            tags=[f"tool:{tool}"] + tags, evidence=sorted(with_runs), support=f"{n_with} of {total} runs",
+        ))
+    return out

@@ -1,0 +1,128 @@
+"""One distill pass: reflect on new runs, curate into the playbook, score, prune, write a version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import orjson
+import pyarrow as pa
+
+from memkit.canonical import content_hash
+from memkit.config import Config
+from memkit.distill import heuristic
+from memkit.distill.curate import curate
+from memkit.fileio import write_atomic
+from memkit.distill.score import record_exposures, score
+from memkit.model import Insight, Operation, Playbook
+from memkit.stores import playbook_store as store
+
+
+@dataclass
+class DistillResult:
+    playbook: str
+    path: str
+    new_runs: int
+    insights: int
+    operations: list[Operation] = field(default_factory=list)
+    version: Optional[int] = None  # the version written; None when nothing changed
+    previous: Optional[int] = None
+    git_commit: Optional[str] = None
+    dry_run: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.operations)
+
+    def as_dict(self) -> dict:
+        return {"playbook": self.playbook, "path": self.path, "new_runs": self.new_runs, "insights": self.insights,
+                "operations": [o.model_dump(exclude_none=True) for o in self.operations], "version": self.version,
+                "previous": self.previous, "git_commit": self.git_commit, "dry_run": self.dry_run}
+
+
+def sync_file(con, path: Path, name: str) -> tuple[Playbook, Optional[int]]:
+    """Load the playbook file and reconcile it with the recorded versions.
+
+    A file that matches the latest version is used as is; a missing file, or one left at an older
+    version by an interrupted write, is restored from the latest version row; a file that matches
+    no version was edited by hand and is recorded as a version of its own (op EDIT).
+    """
+    latest = store.latest_version(con, name)
+    pb = store.load(path, name)
+    if latest is None:
+        return pb, None
+    recorded = store.version_content(con, name, latest)
+    if path.exists() and store.content_hash_of(pb) == store.content_hash_of(recorded):
+        pb.version = latest
+        return pb, latest
+    known = {r[0] for r in con.execute("SELECT content_hash FROM playbook_versions WHERE playbook = ?", [name]).fetchall()}
+    if not path.exists() or store.content_hash_of(pb) in known:
+        write_atomic(path, store.to_yaml(recorded))
+        return recorded, latest
+    pb.version = latest + 1
+    store.record_version(con, pb, latest, [Operation(op="EDIT", item_id="*", reason="edited by hand")])
+    write_atomic(path, store.to_yaml(pb))
+    return pb, pb.version
+
+
+def run(con, cfg: Config, path: Path, name: str, *, dry_run: bool = False, git: bool = True) -> DistillResult:
+    playbook, current = sync_file(con, path, name)
+    new_runs = {r[0] for r in con.execute(
+        "SELECT id FROM trajectories WHERE id NOT IN (SELECT trajectory_id FROM distilled_runs WHERE playbook = ?)", [name]
+    ).fetchall()}
+    version = (current or 0) + 1
+    insights: list[Insight] = heuristic.reflect(con, new_runs, cfg) if new_runs else []
+    ops = curate(playbook, insights, version)
+    if not dry_run:
+        record_exposures(con, name)
+    ops += score(con, playbook, cfg.scoring)
+    result = DistillResult(playbook=name, path=str(path), new_runs=len(new_runs), insights=len(insights),
+                           operations=ops, previous=current, dry_run=dry_run)
+    if dry_run:
+        return result
+    changed = bool(ops) and (current is None or store.content_hash_of(playbook) != store.content_hash_of(store.version_content(con, name, current)))
+    con.execute("BEGIN")
+    try:
+        if changed:
+            playbook.version = version
+            store.record_version(con, playbook, current, ops)
+            result.version = version
+        else:
+            result.operations = []
+        _mark_distilled(con, name, new_runs, result.version or current)
+        _record_insights(con, name, version, insights)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    if changed:
+        write_atomic(path, store.to_yaml(playbook))
+        if git:
+            commit = store.git_commit(path, commit_message(playbook, ops))
+            if commit:
+                store.set_git_commit(con, name, version, commit)
+                result.git_commit = commit
+    return result
+
+
+def commit_message(playbook: Playbook, ops: list[Operation]) -> str:
+    lines = [f"memkit: {playbook.name} v{playbook.version}: {store.summarize(ops)}", ""]
+    lines += [f"- {o.summary()}" for o in ops[:50]]
+    if len(ops) > 50:
+        lines.append(f"- ... and {len(ops) - 50} more")
+    return "\n".join(lines)
+
+
+def _mark_distilled(con, name: str, run_ids: set[str], version: Optional[int]) -> None:
+    if not run_ids:
+        return
+    con.register("_done", pa.table({"trajectory_id": sorted(run_ids)}))
+    con.execute("INSERT INTO distilled_runs SELECT ?, trajectory_id, ?, now() FROM _done ON CONFLICT DO NOTHING", [name, version])
+    con.unregister("_done")
+
+
+def _record_insights(con, name: str, version: int, insights: list[Insight]) -> None:
+    for ins in insights:
+        con.execute("INSERT INTO insights VALUES (?, ?, ?, ?, ?, ?, ?, ?, now())",
+                    [name, ins.key, version, ins.by, ins.section, ins.text, ins.support, orjson.dumps(ins.evidence).decode()])

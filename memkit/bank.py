@@ -1,0 +1,195 @@
+"""A memory bank: memkit.yaml, the DuckDB file, and the playbooks folder of one project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from memkit.config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, Config, load_config
+from memkit.errors import NotABank, PlaybookNotFound, UnsafePath
+from memkit.fileio import write_atomic
+
+BANK_DIR = ".memkit"
+
+
+def find_root(start: Path) -> Optional[Path]:
+    """The nearest folder at or above `start` that holds a bank."""
+    start = Path(start).resolve()
+    for folder in (start, *start.parents):
+        if (folder / BANK_DIR / "memkit.duckdb").exists():
+            return folder
+    return None
+
+
+class Bank:
+    """Open with `memkit.open(path)`; every CLI command is a method here of the same name."""
+
+    def __init__(self, root: Path, write: bool = False):
+        from memkit.stores.database import DB_FILE, connect
+
+        self.root = Path(root).resolve()
+        self.config: Config = load_config(self.root)
+        self.write = write
+        db = self.root / BANK_DIR / DB_FILE
+        if not db.exists():
+            raise NotABank(f"{self.root} holds no memkit bank; run `memkit init` there first")
+        self.con = connect(db, read_only=not write)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @classmethod
+    def init(cls, root: Path = Path(".")) -> tuple["Bank", list[str]]:
+        """Create memkit.yaml and .memkit/ (harmless when they exist); return the bank and what was created."""
+        from memkit.stores.database import DB_FILE, connect
+
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        created = []
+        if not (root / CONFIG_FILE).exists():
+            write_atomic(root / CONFIG_FILE, DEFAULT_CONFIG_TEXT)
+            created.append(CONFIG_FILE)
+        db = root / BANK_DIR / DB_FILE
+        if not db.exists():
+            db.parent.mkdir(parents=True, exist_ok=True)
+            connect(db).close()
+            created.append(f"{BANK_DIR}/{DB_FILE}")
+        return cls(root, write=True), created
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Bank":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- paths
+
+    @property
+    def playbooks_dir(self) -> Path:
+        folder = (self.root / self.config.playbooks_dir).resolve()
+        if not folder.is_relative_to(self.root):
+            raise UnsafePath(f"playbooks_dir {self.config.playbooks_dir!r} is outside the project {self.root}")
+        return folder
+
+    def playbook_path(self, name: str) -> Path:
+        from memkit.stores.playbook_store import playbook_path
+
+        return playbook_path(self.playbooks_dir, name)
+
+    # ---------------------------------------------------------------- commands
+
+    def ingest(self, paths: Iterable[str | Path], *, format: Optional[str] = None, playbook: Optional[str] = None,
+               on_file: Callable = lambda path, index: None, on_records: Callable = lambda n: None):
+        from memkit.stores.formats import ReadContext
+        from memkit.stores.ingest import ingest_files
+        from memkit.stores.playbook_store import latest_version
+
+        c = self.config.ingest
+        ctx = ReadContext(c.success_threshold, c.failure_threshold, c.error_prefixes)
+        return ingest_files(self.con, paths, ctx, format=format, playbook_ref=playbook, batch_size=c.batch_size,
+                            latest_version=lambda name: latest_version(self.con, name),
+                            on_file=on_file, on_records=on_records)
+
+    def distill(self, playbook: Optional[str] = None, *, dry_run: bool = False):
+        from memkit.distill.pipeline import run
+
+        name = playbook or self.config.playbook
+        return run(self.con, self.config, self.playbook_path(name), name, dry_run=dry_run, git=self.config.git_commit)
+
+    def score(self, playbook: Optional[str] = None):
+        """Recompute utility only (distill does this too); a changed playbook is written as a version."""
+        return self.distill(playbook)
+
+    def load_playbook(self, name: str, version: Optional[int] = None):
+        from memkit.stores import playbook_store as store
+
+        if version is not None:
+            return store.version_content(self.con, name, version)
+        path = self.playbook_path(name)
+        if not path.exists():
+            raise PlaybookNotFound(f"no playbook {name!r} in {self.playbooks_dir}")
+        return store.load(path, name)
+
+    def export(self, name: Optional[str] = None, target: Optional[str] = None, *, budget: Optional[int] = None,
+               output: Optional[Path] = None, version: Optional[int] = None):
+        from memkit.prompts.export import export
+
+        cfg = self.config.export
+        pb = self.load_playbook(name or self.config.playbook, version)
+        return export(pb, target or cfg.target, self.config.sections, budget=budget or cfg.budget, output=output,
+                      encoding=cfg.encoding)
+
+    def playbooks(self) -> list[dict]:
+        rows = self.con.execute(
+            """SELECT playbook, max(version), count(*), max(created_at) FROM playbook_versions GROUP BY 1 ORDER BY 1"""
+        ).fetchall()
+        out = []
+        for name, version, n, at in rows:
+            path = self.playbook_path(name)
+            items = self.load_playbook(name).items if path.exists() else []
+            out.append({"name": name, "version": version, "versions": n, "updated_at": str(at), "path": str(path),
+                        "active": sum(i.status == "active" for i in items), "retired": sum(i.status == "retired" for i in items)})
+        return out
+
+    def versions(self, name: str) -> list[dict]:
+        rows = self.con.execute(
+            """SELECT version, parent, summary, content_hash, git_commit, created_at, operations
+               FROM playbook_versions WHERE playbook = ? ORDER BY version""", [name]).fetchall()
+        if not rows:
+            raise PlaybookNotFound(f"no playbook {name!r} in this bank")
+        import orjson
+
+        return [{"version": v, "parent": p, "summary": s, "content_hash": h, "git_commit": g, "created_at": str(t),
+                 "operations": orjson.loads(ops)} for v, p, s, h, g, t, ops in rows]
+
+    def diff(self, name: str, v1: Optional[int] = None, v2: Optional[int] = None) -> dict:
+        """Items added, removed, changed (text, status or utility) between two versions (default: last two)."""
+        vs = [v["version"] for v in self.versions(name)]
+        v2 = v2 if v2 is not None else vs[-1]
+        v1 = v1 if v1 is not None else (vs[vs.index(v2) - 1] if v2 in vs and vs.index(v2) > 0 else v2)
+        a, b = self.load_playbook(name, v1), self.load_playbook(name, v2)
+        ia, ib = {i.id: i for i in a.items}, {i.id: i for i in b.items}
+        changed = []
+        for item_id in sorted(ia.keys() & ib.keys()):
+            x, y = ia[item_id], ib[item_id]
+            fields = [f for f in ("text", "status", "status_reason", "when_to_use", "tags", "utility")
+                      if getattr(x, f) != getattr(y, f)]
+            if fields:
+                changed.append({"id": item_id, "fields": fields, "before": x.model_dump(mode="json", include=set(fields)),
+                                "after": y.model_dump(mode="json", include=set(fields))})
+        return {"playbook": name, "from": v1, "to": v2,
+                "added": [ib[i].model_dump(mode="json", exclude_none=True) for i in sorted(ib.keys() - ia.keys())],
+                "removed": sorted(ia.keys() - ib.keys()), "changed": changed}
+
+    def stats(self) -> dict:
+        q = self.con.execute
+        by_outcome = dict(q("SELECT outcome, count(*) FROM trajectories GROUP BY 1 ORDER BY 1").fetchall())
+        by_source = [{"source": s, "format": f, "runs": n} for s, f, n in q(
+            """SELECT s.uri, s.format, count(t.id) FROM sources s LEFT JOIN trajectories t ON t.source_sha256 = s.sha256
+               GROUP BY 1, 2 ORDER BY 1""").fetchall()]
+        return {
+            "bank": str(self.root),
+            "runs": sum(by_outcome.values()),
+            "outcomes": by_outcome,
+            "sources": by_source,
+            "steps": q("SELECT count(*) FROM steps").fetchone()[0],
+            "tool_calls": q("SELECT count(*) FROM tool_calls").fetchone()[0],
+            "tool_errors": q("SELECT count(*) FROM tool_results WHERE is_error").fetchone()[0],
+            "rejects": q("SELECT count(*) FROM rejects").fetchone()[0],
+            "exposures": q("SELECT count(*) FROM exposures").fetchone()[0],
+            "playbooks": self.playbooks(),
+        }
+
+    def sql(self, query: str, params: Optional[list] = None):
+        """Run DuckDB SQL against the bank; the result comes back as a polars DataFrame."""
+        return self.con.execute(query, params or []).pl()
+
+
+def open(path: str | Path = ".", write: bool = False) -> Bank:  # noqa: A001 - mirrors builtins.open on purpose
+    """Open the bank at `path` or the nearest folder above it that has one. Read-only unless write=True."""
+    root = find_root(Path(path))
+    if root is None:
+        raise NotABank(f"no memkit bank at or above {Path(path).resolve()}; run `memkit init` first")
+    return Bank(root, write=write)

@@ -1,0 +1,122 @@
+"""memkit.yaml: the bank's configuration, loaded safely and validated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from memkit.errors import ConfigError
+
+CONFIG_FILE = "memkit.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestConfig(_Section):
+    success_threshold: float = 1.0
+    failure_threshold: float = 0.0
+    error_prefixes: list[str] = Field(default_factory=lambda: ["Error", "error:", "Traceback", "Exception", "ERROR"])
+    batch_size: int = 2000
+
+
+class DistillConfig(_Section):
+    min_support: int = 2
+    min_contrast_runs: int = 6
+    min_rate_gap: float = 0.2
+    precondition_share: float = 0.8
+
+
+class ScoringConfig(_Section):
+    min_evidence: int = 5
+    cite_weight: float = 3.0
+    confidence: float = 0.95
+
+
+class ExportConfig(_Section):
+    target: str = "agents-md"
+    budget: Optional[int] = None
+    encoding: str = "o200k_base"
+
+
+class Config(_Section):
+    playbook: str = "default"
+    playbooks_dir: str = "playbooks"
+    sections: list[str] = Field(default_factory=lambda: ["concepts", "strategies", "pitfalls", "procedures"])
+    domain: Optional[str] = None
+    git_commit: bool = True
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+
+DEFAULT_CONFIG_TEXT = """\
+# memkit configuration. Every key is optional; the values shown are the defaults.
+
+# Playbook distilled into when `--playbook` is not given, and where playbooks live.
+playbook: default
+playbooks_dir: playbooks
+sections: [concepts, strategies, pitfalls, procedures]
+
+# Tag added to every item (e.g. airline). Empty = no domain tag.
+domain: null
+
+# Commit playbook files when the playbooks folder is inside a git repository.
+git_commit: true
+
+ingest:
+  # reward >= success_threshold is a success, reward <= failure_threshold a failure,
+  # anything between is partial.
+  success_threshold: 1.0
+  failure_threshold: 0.0
+  # A tool result starting with one of these is an error.
+  error_prefixes: [Error, "error:", Traceback, Exception, ERROR]
+  batch_size: 2000
+
+distill:
+  # A lesson needs at least this many supporting runs.
+  min_support: 2
+  # Success/failure contrasts need this many runs using the action.
+  min_contrast_runs: 6
+  # ... and at least this gap in success rate with vs without it.
+  min_rate_gap: 0.2
+  # A tool is a precondition when this share of successful runs called it first.
+  precondition_share: 0.8
+
+scoring:
+  # Exposures an item needs before it can be retired.
+  min_evidence: 5
+  # A citation of an item weighs this many times a mere presence.
+  cite_weight: 3.0
+  confidence: 0.95
+
+export:
+  target: agents-md
+  budget: null
+  encoding: o200k_base
+"""
+
+
+def load_config(root: Path) -> Config:
+    path = Path(root) / CONFIG_FILE
+    if not path.exists():
+        return Config()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{path}: {loc}: {err['msg']}") from None

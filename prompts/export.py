@@ -1,0 +1,138 @@
+"""Export: render a playbook's active items into a context file, within a token budget."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import orjson
+
+from memkit.errors import ExportError
+from memkit.fileio import write_atomic
+from memkit.model import Playbook, PlaybookItem
+from memkit.prompts import environment
+from memkit.tokens import count_tokens
+
+TARGETS = {"system-prompt": "system-prompt.j2", "agents-md": "agents-md.j2", "claude-md": "claude-md.j2",
+           "cursor": "cursor.j2", "json": None}
+BLOCK_TARGETS = {"agents-md", "claude-md"}  # written as a delimited block inside a file the user owns
+CITE_LINE = "When one of these lessons shaped what you did, cite its id in brackets, e.g. [{example}]."
+
+
+@dataclass
+class ExportResult:
+    target: str
+    text: str
+    tokens: int
+    budget: Optional[int]
+    included: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+    path: Optional[str] = None
+
+    def as_dict(self) -> dict:
+        return {"target": self.target, "tokens": self.tokens, "budget": self.budget, "included": self.included,
+                "left_out": self.left_out, "path": self.path}
+
+
+def item_value(item: PlaybookItem) -> float:
+    """Expected benefit of showing an item: its conservative utility when it has exposures, else a
+    prior that grows with the runs behind it (an unproven lesson is worth less than a proven one)."""
+    u = item.utility
+    if u.exposures and u.lower is not None:
+        return u.lower
+    k = len(item.provenance.evidence)
+    return 0.5 * k / (k + 2)
+
+
+def _line(item: PlaybookItem) -> str:
+    when = f" _When: {item.when_to_use}._" if item.when_to_use else ""
+    return f"- [{item.id}] {item.text}{when}"
+
+
+class Exporter:
+    def __init__(self, playbook: Playbook, target: str, sections: list[str], encoding: str,
+                 templates_dir: Optional[Path] = None):
+        if target not in TARGETS:
+            raise ExportError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+        self.playbook, self.target, self.encoding = playbook, target, encoding
+        self.order = {s: i for i, s in enumerate(sections)}
+        self.env = environment(templates_dir)
+
+    def render(self, items: list[PlaybookItem]) -> str:
+        items = sorted(items, key=lambda i: (self.order.get(i.section, len(self.order)), i.section, i.id))
+        if self.target == "json":
+            data = {"playbook": self.playbook.name, "version": self.playbook.version,
+                    "instructions": CITE_LINE.format(example=items[0].id if items else "pit-00001"),
+                    "items": [i.model_dump(mode="json", include={"id", "section", "text", "when_to_use", "tags", "utility"},
+                                           exclude_none=True) for i in items]}
+            return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
+        sections: dict[str, list[PlaybookItem]] = {}
+        for i in items:
+            sections.setdefault(i.section, []).append(i)
+        cite = CITE_LINE.format(example=items[0].id) if items else ""
+        text = self.env.get_template(TARGETS[self.target]).render(
+            playbook=self.playbook, sections=list(sections.items()), cite_line=cite)
+        return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+    def tokens(self, text: str) -> int:
+        return count_tokens(text, self.encoding)
+
+    def select(self, budget: Optional[int]) -> tuple[list[PlaybookItem], list[PlaybookItem]]:
+        """Fill the budget by value per token; the rendered result is checked, so the cap is hard."""
+        active = self.playbook.active()
+        if budget is None:
+            return active, []
+        if budget <= 0:
+            raise ExportError(f"budget must be a positive number of tokens, not {budget}")
+        floor = self.tokens(self.render([]))
+        cost = {i.id: self.tokens(_line(i)) + 1 for i in active}
+        ranked = sorted(active, key=lambda i: (-item_value(i) / cost[i.id], i.id))
+        chosen, used, headers = [], floor, set()
+        for item in ranked:
+            extra = cost[item.id] + (0 if item.section in headers else 4)
+            if used + extra <= budget:
+                chosen.append(item)
+                used += extra
+                headers.add(item.section)
+        while chosen and self.tokens(self.render(chosen)) > budget:
+            chosen.pop()  # the estimate was short: drop the least valuable until the render fits
+        if not chosen and floor > budget:
+            raise ExportError(f"budget {budget} is below the {floor} tokens the {self.target} template needs")
+        left = [i for i in active if i not in chosen]
+        return chosen, left
+
+
+BEGIN = "<!-- memkit:begin {name} -->"
+END = "<!-- memkit:end {name} -->"
+
+
+def merge_block(existing: str, block: str, name: str) -> str:
+    """Replace memkit's delimited block in a user's file (or append it), keeping everything else."""
+    begin, end = BEGIN.format(name=name), END.format(name=name)
+    wrapped = f"{begin}\n{block.rstrip()}\n{end}\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
+    if pattern.search(existing):
+        return pattern.sub(lambda _: wrapped, existing, count=1)
+    if not existing.strip():
+        return wrapped
+    return existing.rstrip("\n") + "\n\n" + wrapped
+
+
+def export(playbook: Playbook, target: str, sections: list[str], *, budget: Optional[int] = None,
+           output: Optional[Path] = None, encoding: str = "o200k_base", templates_dir: Optional[Path] = None) -> ExportResult:
+    exporter = Exporter(playbook, target, sections, encoding, templates_dir)
+    chosen, left = exporter.select(budget)
+    text = exporter.render(chosen)
+    result = ExportResult(target=target, text=text, tokens=exporter.tokens(text), budget=budget,
+                          included=[i.id for i in chosen], left_out=[i.id for i in left])
+    if output is not None:
+        output = Path(output)
+        if target in BLOCK_TARGETS:
+            existing = output.read_text(encoding="utf-8") if output.exists() else ""
+            write_atomic(output, merge_block(existing, text, playbook.name))
+        else:
+            write_atomic(output, text)
+        result.path = str(output)
+    return result

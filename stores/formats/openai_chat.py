@@ -1,0 +1,134 @@
+"""OpenAI chat messages: a bare message list, or an object with `messages` (or `traj`) and outcome fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from memkit.model import Run, Step, ToolCall
+from memkit.stores.formats import ReadContext, RecordError
+from memkit.stores.formats.fields import number, opt_str, outcome_from, text_of
+
+_ROLE_ALIASES = {"function": "tool", "developer": "system", "human": "user", "ai": "assistant"}
+
+
+def _is_message(m: Any) -> bool:
+    return isinstance(m, dict) and isinstance(m.get("role"), str)
+
+
+def parse_arguments(raw: Any) -> tuple[Any, str | None]:
+    """Tool-call arguments as (parsed JSON or None, the raw string)."""
+    if raw is None:
+        return None, None
+    if isinstance(raw, (dict, list)):
+        return raw, None
+    if not isinstance(raw, str):
+        return None, str(raw)
+    try:
+        return orjson.loads(raw), raw
+    except orjson.JSONDecodeError:
+        return None, raw
+
+
+def steps_from_messages(messages: Any, ctx: ReadContext) -> list[Step]:
+    if not isinstance(messages, list):
+        raise RecordError(f"messages must be a list, not {type(messages).__name__}")
+    if not messages:
+        raise RecordError("messages is empty")
+    steps = []
+    call_names: dict[str, str] = {}
+    for i, m in enumerate(messages):
+        if not _is_message(m):
+            raise RecordError(f"message {i}: expected an object with a string 'role'")
+        role = _ROLE_ALIASES.get(m["role"], m["role"])
+        if role not in ("system", "user", "assistant", "tool"):
+            raise RecordError(f"message {i}: unknown role {m['role']!r}")
+        step = Step(role=role, text=text_of(m.get("content"), f"message {i}"), name=opt_str(m.get("name")))
+        reasoning = m.get("reasoning_content") or m.get("reasoning")
+        if isinstance(reasoning, str):
+            step.reasoning = reasoning
+        calls = m.get("tool_calls")
+        if calls is not None:
+            if not isinstance(calls, list):
+                raise RecordError(f"message {i}: tool_calls must be a list")
+            for j, c in enumerate(calls):
+                fn = c.get("function") if isinstance(c, dict) else None
+                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                    raise RecordError(f"message {i}: tool call {j} has no function name")
+                args, raw = parse_arguments(fn.get("arguments"))
+                call_id = opt_str(c.get("id"))
+                step.tool_calls.append(ToolCall(name=fn["name"], arguments=args, arguments_raw=raw, call_id=call_id))
+                if call_id:
+                    call_names[call_id] = fn["name"]
+        fc = m.get("function_call")  # the older single-call shape
+        if isinstance(fc, dict) and isinstance(fc.get("name"), str):
+            args, raw = parse_arguments(fc.get("arguments"))
+            step.tool_calls.append(ToolCall(name=fc["name"], arguments=args, arguments_raw=raw))
+        if role == "tool":
+            step.tool_call_id = opt_str(m.get("tool_call_id"))
+            if step.name is None and step.tool_call_id:
+                step.name = call_names.get(step.tool_call_id)
+            step.is_error = bool(step.text) and step.text.lstrip().startswith(ctx.error_prefixes)
+        steps.append(step)
+    return steps
+
+
+def first_user_text(steps: list[Step]) -> str | None:
+    return next((s.text for s in steps if s.role == "user" and s.text), None)
+
+
+class OpenAIChatReader:
+    name = "openai-chat"
+    version = "1"
+    description = "OpenAI chat messages: a message list, or {messages|traj, reward|success|outcome, ...}"
+
+    def matches(self, record: Any) -> bool:
+        if isinstance(record, list):
+            return bool(record) and _is_message(record[0])
+        if isinstance(record, dict):
+            msgs = record.get("messages", record.get("traj"))
+            return isinstance(msgs, list) and (not msgs or _is_message(msgs[0]))
+        return False
+
+    def to_run(self, record: Any, ctx: ReadContext) -> Run:
+        if isinstance(record, list):
+            steps = steps_from_messages(record, ctx)
+            return Run(steps=steps, raw=record, task_text=first_user_text(steps))
+        if not isinstance(record, dict):
+            raise RecordError(f"expected a run object or a message list, not {type(record).__name__}")
+        if "messages" not in record and "traj" not in record:
+            raise RecordError("no 'messages' in run")
+        steps = steps_from_messages(record.get("messages", record.get("traj")), ctx)
+        meta = record.get("metadata") or {}
+        if not isinstance(meta, dict):
+            raise RecordError("metadata must be an object")
+        outcome, reward = outcome_from(ctx, record.get("reward", record.get("score")), record.get("success"), record.get("outcome"))
+        usage = record.get("usage") if isinstance(record.get("usage"), dict) else {}
+        task = record.get("task")
+        task_text = record.get("task_text") or record.get("instruction") or (task.get("instruction") if isinstance(task, dict) else task)
+        return Run(
+            steps=steps,
+            raw=record,
+            external_id=opt_str(record.get("id", record.get("run_id"))),
+            task_id=opt_str(record.get("task_id")),
+            task_text=opt_str(task_text) or first_user_text(steps),
+            agent=opt_str(record.get("agent") or meta.get("agent")),
+            model=opt_str(record.get("model") or meta.get("model")),
+            outcome=outcome,
+            reward=reward,
+            cost_usd=number(record.get("cost", record.get("cost_usd")), "cost"),
+            tokens_in=_int(usage.get("prompt_tokens")),
+            tokens_out=_int(usage.get("completion_tokens")),
+            started_at=opt_str(record.get("started_at") or record.get("timestamp")),
+            ended_at=opt_str(record.get("ended_at")),
+            playbook_ref=opt_str(meta.get("memkit_playbook") or record.get("memkit_playbook")),
+            metadata=meta,
+        )
+
+
+def _int(v: Any) -> int | None:
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+READER = OpenAIChatReader()

@@ -1,0 +1,122 @@
+"""Named, append-only schema migrations. Never edit one that has shipped: add the next."""
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE sources (
+            sha256 VARCHAR PRIMARY KEY,
+            uri VARCHAR NOT NULL,
+            format VARCHAR NOT NULL,
+            parser_version VARCHAR NOT NULL,
+            size_bytes BIGINT,
+            records INTEGER,
+            added INTEGER,
+            duplicates INTEGER,
+            rejected INTEGER,
+            ingested_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE trajectories (
+            id VARCHAR PRIMARY KEY,
+            source_sha256 VARCHAR NOT NULL,
+            source_uri VARCHAR NOT NULL,
+            record_location VARCHAR,
+            external_id VARCHAR,
+            task_id VARCHAR,
+            task_text VARCHAR,
+            agent VARCHAR,
+            model VARCHAR,
+            started_at VARCHAR,
+            ended_at VARCHAR,
+            outcome VARCHAR NOT NULL,
+            reward DOUBLE,
+            cost_usd DOUBLE,
+            tokens_in BIGINT,
+            tokens_out BIGINT,
+            playbook VARCHAR,
+            playbook_version INTEGER,
+            n_steps INTEGER,
+            metadata JSON,
+            raw JSON,
+            ingested_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE steps (
+            trajectory_id VARCHAR NOT NULL,
+            seq INTEGER NOT NULL,
+            role VARCHAR NOT NULL,
+            name VARCHAR,
+            text VARCHAR,
+            reasoning VARCHAR,
+            n_tool_calls INTEGER,
+            PRIMARY KEY (trajectory_id, seq)
+        );
+        CREATE TABLE tool_calls (
+            trajectory_id VARCHAR NOT NULL,
+            step_seq INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            call_id VARCHAR,
+            name VARCHAR NOT NULL,
+            arguments JSON,
+            arguments_raw VARCHAR
+        );
+        CREATE TABLE tool_results (
+            trajectory_id VARCHAR NOT NULL,
+            step_seq INTEGER NOT NULL,
+            call_id VARCHAR,
+            name VARCHAR,
+            content VARCHAR,
+            is_error BOOLEAN NOT NULL
+        );
+        CREATE TABLE rejects (
+            source_sha256 VARCHAR NOT NULL,
+            source_uri VARCHAR NOT NULL,
+            location VARCHAR NOT NULL,
+            line INTEGER,
+            reader VARCHAR,
+            reason VARCHAR NOT NULL,
+            raw BLOB,
+            rejected_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (source_sha256, location)
+        );
+        CREATE TABLE insights (
+            playbook VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            version INTEGER NOT NULL,
+            reflector VARCHAR NOT NULL,
+            section VARCHAR NOT NULL,
+            text VARCHAR NOT NULL,
+            support VARCHAR,
+            evidence JSON,
+            created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE distilled_runs (
+            playbook VARCHAR NOT NULL,
+            trajectory_id VARCHAR NOT NULL,
+            version INTEGER,
+            distilled_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (playbook, trajectory_id)
+        );
+        CREATE TABLE exposures (
+            trajectory_id VARCHAR NOT NULL,
+            playbook VARCHAR NOT NULL,
+            version INTEGER NOT NULL,
+            item_id VARCHAR NOT NULL,
+            cited BOOLEAN NOT NULL,
+            recorded_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (trajectory_id, playbook, item_id)
+        );
+        CREATE TABLE playbook_versions (
+            playbook VARCHAR NOT NULL,
+            version INTEGER NOT NULL,
+            parent INTEGER,
+            content_hash VARCHAR NOT NULL,
+            operations JSON NOT NULL,
+            summary VARCHAR NOT NULL,
+            content JSON NOT NULL,
+            git_commit VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (playbook, version)
+        );
+        """,
+    ),
+]
