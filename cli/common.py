@@ -14,8 +14,9 @@ from rich.console import Console
 
 from memkit.errors import MemkitError
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: long lines stay whole when piped or captured, so they can be grepped and compared.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 BankOption = typer.Option(Path("."), "--bank", "-b", help="Project folder holding the bank (or a folder below it).")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of text.")

@@ -30,7 +30,7 @@ def demo(
         fail(f"sample {sample} not found; pass --sample path/to/tau-bench-results.json")
     runs = orjson.loads(sample.read_bytes())
     half = len(runs) // 2
-    parts = directory / "runs"
+    parts = directory / ".memkit" / "demo-runs"
     for i, chunk in enumerate((runs[:half], runs[half:]), start=1):
         write_atomic(parts / f"part-{i}.jsonl", "".join(orjson.dumps(r).decode() + "\n" for r in chunk))
     if not (directory / CONFIG_FILE).exists():
@@ -48,15 +48,16 @@ def demo(
             d = bank.distill("airline")
             console.print(f"  {d.new_runs} new runs, {len(d.operations)} operations: "
                           + (f"v{d.version}" if d.version else "no changes"))
-        outputs = {"AGENTS.md": "agents-md", "system-prompt.md": "system-prompt"}
-        for filename, target in outputs.items():
-            console.print(f"$ memkit export airline --target {target} -o {directory / filename}")
-            e = bank.export("airline", target, output=directory / filename)
-            console.print(f"  {len(e.included)} items, {e.tokens} tokens")
         playbook_file = bank.playbook_path("airline")
+        outputs = {playbook_file.with_name("airline.AGENTS.md"): "agents-md",
+                   playbook_file.with_name("airline.system-prompt.md"): "system-prompt"}
+        for path, target in outputs.items():
+            console.print(f"$ memkit export airline --target {target} -o {path}")
+            e = bank.export("airline", target, output=path)
+            console.print(f"  {len(e.included)} items, {e.tokens} tokens")
     console.print("\nOutputs:")
     console.print(f"  bank:          {directory / '.memkit'}")
     console.print(f"  playbook:      {playbook_file}")
-    for filename in outputs:
-        console.print(f"  context file:  {directory / filename}")
-    console.print(f"Next: memkit --bank {directory} playbook show airline | playbook log airline | stats")
+    for path in outputs:
+        console.print(f"  context file:  {path}")
+    console.print(f"Next: memkit playbook show airline --bank {directory}   (also: playbook log, playbook diff, stats)")

@@ -80,13 +80,14 @@ def failure_signatures(con, cfg: Config, n_runs: int, tags: list[str]) -> list[I
         recovered = [rid for rid, (_, o) in hits.items() if o == "success"]
         text = (f"`{tool}` can fail with \"{error}\": {len(hits)} runs hit this"
                 f" and {_pct(failed, len(known))} of them failed.")
-        nexts = Counter(next_calls.get((rid, hits[rid][0])) or "no further tool" for rid in recovered)
+        nexts = Counter(next_calls.get((rid, hits[rid][0])) for rid in recovered)
         if nexts:
             step, k = nexts.most_common(1)[0]
-            then = f"`{step}`" if step != "no further tool" else "no further tool"
-            text += f" Runs that recovered ({len(recovered)}) most often called {then} next ({k} of {len(recovered)})."
+            did = "called no other tool after it" if step is None else f"called `{step}` next"
+            text += (f" The one run that still succeeded {did}." if len(recovered) == 1
+                     else f" Of the {len(recovered)} that still succeeded, {k} {did}.")
         else:
-            text += " No run that hit it recovered."
+            text += " None of them recovered."
         text += f" Check what this error names before calling `{tool}`."
         out.append(Insight(
             key=f"sig:{tool}:{_short_hash(error)}", section="pitfalls", text=text,
@@ -106,7 +107,20 @@ def _first_calls(con) -> list[tuple[str, str, str, int]]:
     ).fetchall()
 
 
+_ACTION_VERB = re.compile(
+    r"^(update|book|cancel|create|delete|remove|send|transfer|write|submit|modify|set|add|post|put|patch|pay|refund"
+    r"|exchange|return|edit|insert|apply|commit|push|deploy|execute|run)", re.I)
+
+
+def _acting_tools(con) -> set[str]:
+    """Tools that change something: ones that returned an error somewhere, or named with an action verb."""
+    names = {r[0] for r in con.execute("SELECT DISTINCT name FROM tool_calls").fetchall()}
+    failing = {r[0] for r in con.execute("SELECT DISTINCT name FROM tool_results WHERE is_error AND name IS NOT NULL").fetchall()}
+    return {n for n in names if n in failing or _ACTION_VERB.match(n)}
+
+
 def preconditions(con, cfg: Config, n_runs: int, tags: list[str]) -> list[Insight]:
+    acting = _acting_tools(con)
     runs: dict[str, dict[str, int]] = defaultdict(dict)
     outcome: dict[str, str] = {}
     for run_id, o, tool, pos in _first_calls(con):
@@ -118,6 +132,8 @@ def preconditions(con, cfg: Config, n_runs: int, tags: list[str]) -> list[Insigh
             by_tool[tool][outcome[run_id]].append(run_id)
     out = []
     for tool, groups in sorted(by_tool.items()):
+        if tool not in acting:
+            continue
         wins, losses = groups["success"], groups["failure"]
         if len(wins) < max(cfg.distill.min_support, 3):
             continue
@@ -129,8 +145,8 @@ def preconditions(con, cfg: Config, n_runs: int, tags: list[str]) -> list[Insigh
         parts = []
         for p in needed:
             lost_k = sum(1 for rid in losses if p in runs[rid] and runs[rid][p] < runs[rid][tool])
-            parts.append(f"`{p}` (first in {before[p]} of {len(wins)} successful runs that used `{tool}`"
-                         + (f", {lost_k} of {len(losses)} failed ones)" if losses else ")"))
+            parts.append(f"`{p}` (done first by {before[p]} of {len(wins)} successful runs that used `{tool}`"
+                         + (f"; by {lost_k} of {len(losses)} failed ones)" if losses else ")"))
         text = f"Before calling `{tool}`, call " + ", then ".join(parts) + "."
         evidence = sorted(r for r in wins if all(p in runs[r] and runs[r][p] < runs[r][tool] for p in needed))
         out.append(Insight(
@@ -142,41 +158,54 @@ def preconditions(con, cfg: Config, n_runs: int, tags: list[str]) -> list[Insigh
 
 
 def contrasts(con, cfg: Config, tags: list[str]) -> list[Insight]:
-    """Tools whose use goes with a different success rate, in task families that had both outcomes."""
-    mixed = con.execute(
-        """SELECT id, outcome FROM trajectories WHERE outcome IN ('success', 'failure') AND coalesce(task_id, '') IN (
-               SELECT coalesce(task_id, '') FROM trajectories WHERE outcome IN ('success', 'failure')
-               GROUP BY 1 HAVING count(DISTINCT outcome) = 2)"""
-    ).fetchall()
+    """Tools whose use goes with a different success rate, compared within task families (task ids)
+    that had both outcomes, so a tool is not credited for merely appearing on easy tasks."""
+    family: dict[str, list[str]] = defaultdict(list)
+    outcome: dict[str, str] = {}
+    for run_id, fam, o in con.execute(
+        "SELECT id, coalesce(task_id, ''), outcome FROM trajectories WHERE outcome IN ('success', 'failure')"
+    ).fetchall():
+        family[fam].append(run_id)
+        outcome[run_id] = o
+    mixed = [runs for runs in family.values() if len({outcome[r] for r in runs}) == 2]
     if not mixed:
         return []
-    outcome = dict(mixed)
     used: dict[str, set[str]] = defaultdict(set)
     for run_id, _, tool, _ in _first_calls(con):
-        if run_id in outcome:
-            used[tool].add(run_id)
-    total, total_wins = len(outcome), sum(o == "success" for o in outcome.values())
+        used[tool].add(run_id)
     out = []
-    for tool, with_runs in sorted(used.items()):
-        k_with = sum(outcome[r] == "success" for r in with_runs)
-        n_with, n_without = len(with_runs), total - len(with_runs)
-        if n_with < cfg.distill.min_contrast_runs or n_without < cfg.distill.min_contrast_runs:
+    for tool, with_tool in sorted(used.items()):
+        num = den = 0.0
+        k_with = n_with = k_without = n_without = families = 0
+        for runs in mixed:
+            a = [r for r in runs if r in with_tool]
+            b = [r for r in runs if r not in with_tool]
+            if not a or not b:
+                continue
+            ka, kb = sum(outcome[r] == "success" for r in a), sum(outcome[r] == "success" for r in b)
+            weight = len(a) * len(b) / (len(a) + len(b))  # Cochran-Mantel-Haenszel weight of the stratum
+            num += weight * (ka / len(a) - kb / len(b))
+            den += weight
+            families += 1
+            k_with, n_with, k_without, n_without = k_with + ka, n_with + len(a), k_without + kb, n_without + len(b)
+        if families < 2 or min(n_with, n_without) < cfg.distill.min_contrast_runs:
             continue
-        k_without = total_wins - k_with
-        gap = k_with / n_with - k_without / n_without
+        gap = num / den
         if abs(gap) < cfg.distill.min_rate_gap:
             continue
-        figures = (f"{k_with} of {n_with} ({_pct(k_with, n_with)}) vs {k_without} of {n_without}"
-                   f" ({_pct(k_without, n_without)}) without it, in tasks that had both outcomes")
+        figures = (f"within {families} tasks that had both outcomes and runs with and without it,"
+                   f" {k_with} of {n_with} runs with it succeeded vs {k_without} of {n_without} without"
+                   f" ({abs(round(100 * gap))} points {'more' if gap > 0 else 'less'} often, task by task)")
         if gap > 0:
             section, sign = "strategies", "+"
-            text = f"Runs that called `{tool}` succeeded more often: {figures}. Use `{tool}` where the task allows it."
+            text = f"Skipping `{tool}` goes with failure: {figures}. Call `{tool}` whenever the task calls for it."
         else:
             section, sign = "pitfalls", "-"
-            text = (f"Runs that called `{tool}` succeeded less often: {figures}."
-                    f" Treat `{tool}` as a last resort and rule out the alternatives first.")
+            text = (f"Calling `{tool}` goes with failure: {figures}."
+                    f" Call `{tool}` only when the task clearly requires it, and confirm with the user first.")
+        evidence = sorted(r for runs in mixed for r in runs if r in with_tool)
         out.append(Insight(
             key=f"act:{tool}:{sign}", section=section, text=text, when_to_use=f"deciding whether to call `{tool}`",
-            tags=[f"tool:{tool}"] + tags, evidence=sorted(with_runs), support=f"{n_with} of {total} runs",
+            tags=[f"tool:{tool}"] + tags, evidence=evidence, support=f"{n_with} of {n_with + n_without} runs",
         ))
     return out

@@ -102,7 +102,7 @@ class _Writer:
 
     def add_reject(self, location: str, line: Optional[int], reader: Optional[str], reason: str, raw: bytes) -> None:
         self.result.rejected += 1
-        if len(self.result.reject_lines) < 20:
+        if len(self.result.reject_lines) < 20 and location != "file":  # file-level errors are reported on their own
             self.result.reject_lines.append(f"{self.source['uri']} {location}: {reason}")
         self.rejects.append({"source_sha256": self.source["sha256"], "source_uri": self.source["uri"],
                              "location": location, "line": line, "reader": reader, "reason": reason, "raw": raw})
@@ -205,6 +205,7 @@ def ingest_files(
         reader = forced
         red = Redactions()
         before = (result.records, result.added, result.duplicates, result.rejected)
+        errors_before = len(result.file_errors)
         try:
             for record in read_records(path, red):
                 result.records += 1
@@ -229,7 +230,7 @@ def ingest_files(
             writer.add_reject("file", None, None, msg, b"")
         writer.flush()
         result.redactions.update(red.counts)
-        if reader is None and not result.file_errors:
+        if reader is None and len(result.file_errors) == errors_before and result.rejected == before[3]:
             result.file_errors.append(f"{path}: holds no records")
         fmt = reader.name if reader else "unknown"
         result.formats[fmt] += 1
