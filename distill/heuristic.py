@@ -46,7 +46,7 @@ def _short_hash(text: str) -> str:
 
 def reflect(con: duckdb.DuckDBPyConnection, new_runs: set[str], cfg: Config) -> list[Insight]:
     """Every lesson the whole store supports that has at least one new run among its evidence."""
-    n_runs = con.execute("SELECT count(*) FROM trajectories WHERE outcome IN ('success', 'failure', 'partial')").fetchone()[0]
+    n_runs = con.execute("SELECT count(*) FROM trajectories WHERE outcome IN ('success', 'failure', 'partial')").fetchall()[0][0]
     tags = [f"domain:{cfg.domain}"] if cfg.domain else []
     insights = failure_signatures(con, cfg, n_runs, tags) + preconditions(con, cfg, n_runs, tags) + contrasts(con, cfg, tags)
     return [i for i in insights if new_runs.intersection(i.evidence)]

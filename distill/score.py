@@ -65,11 +65,10 @@ def wilson(successes: float, n: float, confidence: float) -> tuple[float, float]
 
 
 def base_rate(con, name: str) -> float | None:
-    row = con.execute(
+    return con.execute(
         f"""SELECT avg((outcome = 'success')::INT) FROM trajectories WHERE outcome IN {_KNOWN}
             AND id IN (SELECT trajectory_id FROM exposures WHERE playbook = ?)""", [name]
-    ).fetchone()
-    return row[0]
+    ).fetchall()[0][0]
 
 
 def score(con, playbook: Playbook, cfg: ScoringConfig) -> list[Operation]:

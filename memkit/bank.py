@@ -174,11 +174,11 @@ class Bank:
             "runs": sum(by_outcome.values()),
             "outcomes": by_outcome,
             "sources": by_source,
-            "steps": q("SELECT count(*) FROM steps").fetchone()[0],
-            "tool_calls": q("SELECT count(*) FROM tool_calls").fetchone()[0],
-            "tool_errors": q("SELECT count(*) FROM tool_results WHERE is_error").fetchone()[0],
-            "rejects": q("SELECT count(*) FROM rejects").fetchone()[0],
-            "exposures": q("SELECT count(*) FROM exposures").fetchone()[0],
+            "steps": q("SELECT count(*) FROM steps").fetchall()[0][0],
+            "tool_calls": q("SELECT count(*) FROM tool_calls").fetchall()[0][0],
+            "tool_errors": q("SELECT count(*) FROM tool_results WHERE is_error").fetchall()[0][0],
+            "rejects": q("SELECT count(*) FROM rejects").fetchall()[0][0],
+            "exposures": q("SELECT count(*) FROM exposures").fetchall()[0][0],
             "playbooks": self.playbooks(),
         }
 

@@ -80,8 +80,7 @@ def content_hash_of(playbook: Playbook) -> str:
 
 
 def latest_version(con: duckdb.DuckDBPyConnection, name: str) -> Optional[int]:
-    row = con.execute("SELECT max(version) FROM playbook_versions WHERE playbook = ?", [name]).fetchone()
-    return row[0] if row else None
+    return con.execute("SELECT max(version) FROM playbook_versions WHERE playbook = ?", [name]).fetchall()[0][0]
 
 
 def record_version(con, playbook: Playbook, parent: Optional[int], ops: list[Operation]) -> None:
@@ -99,10 +98,10 @@ def set_git_commit(con, name: str, version: int, commit: str) -> None:
 
 
 def version_content(con, name: str, version: int) -> Playbook:
-    row = con.execute("SELECT content FROM playbook_versions WHERE playbook = ? AND version = ?", [name, version]).fetchone()
-    if row is None:
+    rows = con.execute("SELECT content FROM playbook_versions WHERE playbook = ? AND version = ?", [name, version]).fetchall()
+    if not rows:
         raise PlaybookNotFound(f"playbook {name!r} has no version {version}")
-    pb = Playbook.model_validate(orjson.loads(row[0]))
+    pb = Playbook.model_validate(orjson.loads(rows[0][0]))
     pb.version = version
     return pb
 
