@@ -43,7 +43,8 @@ def demo(
             part = parts / f"part-{i}.jsonl"
             console.print(f"$ memkit ingest {part}")
             r = bank.ingest([part])
-            console.print(f"  {r.added} runs added ({dict(r.outcomes)}), {r.duplicates} duplicates, {r.rejected} rejected")
+            outcomes = "".join(f", {n} {k}" for k, n in sorted(r.outcomes.items()))
+            console.print(f"  {r.added} runs added{outcomes}; {r.duplicates} duplicates, {r.rejected} rejected")
             console.print("$ memkit distill --playbook airline")
             d = bank.distill("airline")
             console.print(f"  {d.new_runs} new runs, {len(d.operations)} operations: "
