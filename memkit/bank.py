@@ -184,7 +184,54 @@ class Bank:
 
     def sql(self, query: str, params: Optional[list] = None):
         """Run DuckDB SQL against the bank; the result comes back as a polars DataFrame."""
-        return self.con.execute(query, params or []).pl()
+        from memkit.frames import query as run_query  # duckdb 2 dropped .pl() on execute() results
+
+        return run_query(self.con, query, params)
+
+    # ---------------------------------------------------------------- tables for notebooks (memkit.frames)
+
+    def runs(self, **filters):
+        """One row per run (polars). Filters: outcome, task, source, since, run_id. Columns: memkit.frames.runs."""
+        from memkit.frames import runs
+
+        return runs(self.con, **filters)
+
+    def steps(self, run_id=None, **filters):
+        """One row per message (polars). Filters: run_id, role, outcome, task, source, since. Columns: memkit.frames.steps."""
+        from memkit.frames import steps
+
+        return steps(self.con, run_id, **filters)
+
+    def tool_calls(self, **filters):
+        """One row per tool call with its result (polars). Filters: name, errors_only, run filters. Columns: memkit.frames.tool_calls."""
+        from memkit.frames import tool_calls
+
+        return tool_calls(self.con, **filters)
+
+    def rejects(self, **filters):
+        """Records ingest could not read (polars). Filters: source, since. Columns: memkit.frames.rejects."""
+        from memkit.frames import rejects
+
+        return rejects(self.con, **filters)
+
+    def exposures(self, **filters):
+        """Exposure events (polars). Filters: playbook, version, item, cited, run filters. Columns: memkit.frames.exposures."""
+        from memkit.frames import exposures
+
+        return exposures(self.con, **filters)
+
+    def run(self, run_id: str):
+        """One run by id or unique id prefix; shows as a conversation in a notebook (memkit.views.RunView)."""
+        from memkit.views import RunView
+
+        return RunView(self.con, run_id)
+
+    def playbook(self, name: Optional[str] = None):
+        """A playbook's items, versions, diffs and budget fit as frames (memkit.views.PlaybookView)."""
+        from memkit.views import PlaybookView
+
+        return PlaybookView(self, name or self.config.playbook)
+
 
 
 def open(path: str | Path = ".", write: bool = False) -> Bank:  # noqa: A001 - mirrors builtins.open on purpose
