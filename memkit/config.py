@@ -21,7 +21,7 @@ class IngestConfig(_Section):
     success_threshold: float = 1.0
     failure_threshold: float = 0.0
     error_prefixes: list[str] = Field(default_factory=lambda: ["Error", "error:", "Traceback", "Exception", "ERROR"])
-    batch_size: int = 2000
+    batch_size: int = 1000
 
 
 class DistillConfig(_Section):
@@ -76,7 +76,7 @@ ingest:
   failure_threshold: 0.0
   # A tool result starting with one of these is an error.
   error_prefixes: [Error, "error:", Traceback, Exception, ERROR]
-  batch_size: 2000
+  batch_size: 1000
 
 distill:
   # A lesson needs at least this many supporting runs.

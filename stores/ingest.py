@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import queue
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,9 +13,10 @@ from typing import Any, Callable, Iterable, Optional
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from memkit.canonical import content_hash, file_sha256
-from memkit.errors import InputNotFound, MemkitError, UnknownFormat
+from memkit.errors import InputNotFound, UnknownFormat
 from memkit.model import Run
 from memkit.stores.formats import ReadContext, RecordError, detect, get_reader
 from memkit.stores.records import Record, Redactions, read_records
@@ -76,108 +79,163 @@ def parse_playbook_ref(ref: Optional[str]) -> tuple[Optional[str], Optional[int]
     return name.strip() or None, int(version) if version else None
 
 
-class _Writer:
-    """Accumulates runs and writes them in one transaction per batch, skipping known ids."""
+_S, _F, _I, _B = pa.string(), pa.float64(), pa.int64(), pa.bool_()
+_TRAJ_SCHEMA = pa.schema([
+    ("id", _S), ("source_sha256", _S), ("source_uri", _S), ("record_location", _S), ("external_id", _S),
+    ("task_id", _S), ("task_text", _S), ("agent", _S), ("model", _S), ("started_at", _S), ("ended_at", _S),
+    ("outcome", _S), ("reward", _F), ("cost_usd", _F), ("tokens_in", _I), ("tokens_out", _I), ("playbook", _S),
+    ("playbook_version", _I), ("n_steps", _I), ("metadata", _S),
+])
+_STEP_SCHEMA = pa.schema([("trajectory_id", _S), ("seq", _I), ("role", _S), ("name", _S), ("text", _S),
+                          ("reasoning", _S), ("n_tool_calls", _I)])
+_CALL_SCHEMA = pa.schema([("trajectory_id", _S), ("step_seq", _I), ("idx", _I), ("call_id", _S), ("name", _S),
+                          ("arguments", _S), ("arguments_raw", _S)])
+_RESULT_SCHEMA = pa.schema([("trajectory_id", _S), ("step_seq", _I), ("call_id", _S), ("name", _S),
+                            ("content", _S), ("is_error", _B)])
+_REJECT_SCHEMA = pa.schema([("source_sha256", _S), ("source_uri", _S), ("location", _S), ("line", _I),
+                            ("reader", _S), ("reason", _S), ("raw", pa.binary())])
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, source: dict, result: IngestResult, batch_size: int,
-                 latest_version: Callable[[str], Optional[int]]):
-        self.con, self.source, self.result, self.batch_size = con, source, result, batch_size
-        self.latest_version = latest_version
-        self.pending: list[tuple[str, Record, Run, Optional[str], Optional[int]]] = []
+
+class _Batch:
+    """One batch of rows, built as tuples on the main thread and handed over as Arrow tables."""
+
+    def __init__(self, source: dict):
+        self.source = source
+        self.traj: list[tuple] = []
+        self.raw: list[bytes] = []
+        self.steps: list[tuple] = []
+        self.calls: list[tuple] = []
+        self.results: list[tuple] = []
         self.rejects: list[dict] = []
-        self.seen: set[str] = set()
 
-    def add_run(self, record: Record, run: Run, forced_ref: Optional[str]) -> None:
-        run_id = content_hash(run.identity(), RUN_ID_LENGTH)
-        if run_id in self.seen:
-            self.result.duplicates += 1
-            return
-        self.seen.add(run_id)
-        name, version = parse_playbook_ref(forced_ref or run.playbook_ref)
-        if name and version is None:
-            version = self.latest_version(name)
-        self.pending.append((run_id, record, run, name, version))
-        if len(self.pending) >= self.batch_size:
-            self.flush()
+    def add_run(self, run_id: str, record: Record, run: Run, pb_name: Optional[str], pb_version: Optional[int]) -> None:
+        src = self.source
+        self.traj.append((run_id, src["sha256"], src["uri"], record.location, run.external_id, run.task_id,
+                          run.task_text, run.agent, run.model, run.started_at, run.ended_at, run.outcome, run.reward,
+                          run.cost_usd, run.tokens_in, run.tokens_out, pb_name, pb_version, len(run.steps),
+                          orjson.dumps(run.metadata, default=str).decode()))
+        self.raw.append(record.data)
+        steps, calls, results = self.steps, self.calls, self.results
+        for seq, s in enumerate(run.steps):
+            steps.append((run_id, seq, s.role, s.name, s.text, s.reasoning, len(s.tool_calls)))
+            for idx, c in enumerate(s.tool_calls):
+                args = orjson.dumps(c.arguments).decode() if c.arguments is not None else None
+                calls.append((run_id, seq, idx, c.call_id, c.name, args, c.arguments_raw))
+            if s.role == "tool":
+                results.append((run_id, seq, s.tool_call_id, s.name, s.text, s.is_error))
 
     def add_reject(self, location: str, line: Optional[int], reader: Optional[str], reason: str, raw: bytes) -> None:
-        self.result.rejected += 1
-        if len(self.result.reject_lines) < 20 and location != "file":  # file-level errors are reported on their own
-            self.result.reject_lines.append(f"{self.source['uri']} {location}: {reason}")
         self.rejects.append({"source_sha256": self.source["sha256"], "source_uri": self.source["uri"],
                              "location": location, "line": line, "reader": reader, "reason": reason, "raw": raw})
 
-    def flush(self) -> None:
-        pending, self.pending = self.pending, []
-        rejects, self.rejects = self.rejects, []
-        con = self.con
-        con.execute("BEGIN")
+    def tables(self) -> dict[str, pa.Table]:
+        out = {}
+        for name, rows, schema in (("trajectories", self.traj, _TRAJ_SCHEMA), ("steps", self.steps, _STEP_SCHEMA),
+                                   ("tool_calls", self.calls, _CALL_SCHEMA), ("tool_results", self.results, _RESULT_SCHEMA)):
+            columns = list(zip(*rows)) if rows else [()] * len(schema)
+            out[name] = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema)], schema=schema)
+        # The raw JSON goes over as bytes: no Python str objects for the biggest column.
+        out["trajectories"] = out["trajectories"].append_column("raw", pa.array(self.raw, pa.binary()).cast(_S))
+        return out
+
+
+class _FileCounts:
+    def __init__(self):
+        self.added = self.duplicates = 0
+
+
+def _write_batch(tables: dict[str, pa.Table], rejects: list[dict], result: IngestResult, counts: _FileCounts):
+    """A job for the writer thread: insert the batch's new runs (skipping ids already stored) and its rejects."""
+
+    def job(cur: duckdb.DuckDBPyConnection) -> None:
+        known: list[str] = []
+        cur.execute("BEGIN")
         try:
-            if pending:
-                ids = pa.table({"id": [p[0] for p in pending]})
-                con.register("_batch_ids", ids)
-                known = {r[0] for r in con.execute("SELECT t.id FROM trajectories t JOIN _batch_ids b USING (id)").fetchall()}
-                con.unregister("_batch_ids")
-                new = [p for p in pending if p[0] not in known]
-                self.result.duplicates += len(pending) - len(new)
-                if new:
-                    self._insert(new)
+            traj = tables["trajectories"]
+            if traj.num_rows:
+                cur.register("_batch_ids", traj.select(["id"]))
+                known = [r[0] for r in cur.execute("SELECT t.id FROM trajectories t JOIN _batch_ids b USING (id)").fetchall()]
+                cur.unregister("_batch_ids")
+                if known:
+                    known_set = pa.array(known, _S)
+                    for name, table in tables.items():
+                        key = table["id" if name == "trajectories" else "trajectory_id"]
+                        tables[name] = table.filter(pc.invert(pc.is_in(key, value_set=known_set)))
+                    traj = tables["trajectories"]
+                for name, table in tables.items():
+                    if table.num_rows:
+                        cur.register("_rows", table)
+                        extra = ", now() AS ingested_at" if name == "trajectories" else ""
+                        cur.execute(f"INSERT INTO {name} BY NAME SELECT *{extra} FROM _rows")
+                        cur.unregister("_rows")
             if rejects:
-                con.register("_rejects", pa.Table.from_pylist(rejects, schema=_REJECT_SCHEMA))
-                con.execute("""INSERT INTO rejects BY NAME SELECT *, now() AS rejected_at FROM _rejects
+                cur.register("_rejects", pa.Table.from_pylist(rejects, schema=_REJECT_SCHEMA))
+                cur.execute("""INSERT INTO rejects BY NAME SELECT *, now() AS rejected_at FROM _rejects
                                ON CONFLICT DO UPDATE SET reason = excluded.reason, rejected_at = excluded.rejected_at""")
-                con.unregister("_rejects")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
+                cur.unregister("_rejects")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
             raise
+        counts.duplicates += len(known)
+        counts.added += traj.num_rows
+        result.duplicates += len(known)
+        result.added += traj.num_rows
+        if traj.num_rows:
+            for outcome, n in zip(*pc.value_counts(traj["outcome"]).flatten()):
+                result.outcomes[outcome.as_py()] += n.as_py()
 
-    def _insert(self, new) -> None:
-        traj: dict[str, list] = {k: [] for k in _TRAJ_COLUMNS}
-        steps: dict[str, list] = {k: [] for k in ("trajectory_id", "seq", "role", "name", "text", "reasoning", "n_tool_calls")}
-        calls: dict[str, list] = {k: [] for k in ("trajectory_id", "step_seq", "idx", "call_id", "name", "arguments", "arguments_raw")}
-        results: dict[str, list] = {k: [] for k in ("trajectory_id", "step_seq", "call_id", "name", "content", "is_error")}
-        src = self.source
-        for run_id, record, run, pb_name, pb_version in new:
-            self.result.added += 1
-            self.result.outcomes[run.outcome] += 1
-            row = (run_id, src["sha256"], src["uri"], record.location, run.external_id, run.task_id, run.task_text,
-                   run.agent, run.model, run.started_at, run.ended_at, run.outcome, run.reward, run.cost_usd,
-                   run.tokens_in, run.tokens_out, pb_name, pb_version, len(run.steps),
-                   orjson.dumps(run.metadata, default=str).decode(), record.text)
-            for k, v in zip(_TRAJ_COLUMNS, row):
-                traj[k].append(v)
-            for seq, s in enumerate(run.steps):
-                for k, v in zip(steps, (run_id, seq, s.role, s.name, s.text, s.reasoning, len(s.tool_calls))):
-                    steps[k].append(v)
-                for idx, c in enumerate(s.tool_calls):
-                    args = orjson.dumps(c.arguments).decode() if c.arguments is not None else None
-                    for k, v in zip(calls, (run_id, seq, idx, c.call_id, c.name, args, c.arguments_raw)):
-                        calls[k].append(v)
-                if s.role == "tool":
-                    for k, v in zip(results, (run_id, seq, s.tool_call_id, s.name, s.text, s.is_error)):
-                        results[k].append(v)
-        con = self.con
-        for table, cols, types in (("trajectories", traj, _TRAJ_TYPES), ("steps", steps, _STEP_TYPES),
-                                   ("tool_calls", calls, _CALL_TYPES), ("tool_results", results, _RESULT_TYPES)):
-            arrow = pa.table({k: pa.array(v, type=types[k]) for k, v in cols.items()})
-            con.register("_rows", arrow)
-            extra = ", now() AS ingested_at" if table == "trajectories" else ""
-            con.execute(f"INSERT INTO {table} BY NAME SELECT *{extra} FROM _rows")
-            con.unregister("_rows")
+    return job
 
 
-_TRAJ_COLUMNS = ("id", "source_sha256", "source_uri", "record_location", "external_id", "task_id", "task_text",
-                 "agent", "model", "started_at", "ended_at", "outcome", "reward", "cost_usd", "tokens_in",
-                 "tokens_out", "playbook", "playbook_version", "n_steps", "metadata", "raw")
-_S, _F, _I, _B = pa.string(), pa.float64(), pa.int64(), pa.bool_()
-_TRAJ_TYPES = {k: _S for k in _TRAJ_COLUMNS} | {"reward": _F, "cost_usd": _F, "tokens_in": _I, "tokens_out": _I,
-                                               "playbook_version": _I, "n_steps": _I}
-_STEP_TYPES = {"trajectory_id": _S, "seq": _I, "role": _S, "name": _S, "text": _S, "reasoning": _S, "n_tool_calls": _I}
-_CALL_TYPES = {"trajectory_id": _S, "step_seq": _I, "idx": _I, "call_id": _S, "name": _S, "arguments": _S, "arguments_raw": _S}
-_RESULT_TYPES = {"trajectory_id": _S, "step_seq": _I, "call_id": _S, "name": _S, "content": _S, "is_error": _B}
-_REJECT_SCHEMA = pa.schema([("source_sha256", _S), ("source_uri", _S), ("location", _S), ("line", _I),
-                            ("reader", _S), ("reason", _S), ("raw", pa.binary())])
+def _record_source(source: dict, size: int, fmt: str, version: str, records: int, rejected: int, counts: _FileCounts):
+    def job(cur: duckdb.DuckDBPyConnection) -> None:
+        cur.execute(
+            """INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())
+               ON CONFLICT DO UPDATE SET uri = excluded.uri, records = excluded.records,
+               added = sources.added + excluded.added, duplicates = excluded.duplicates,
+               rejected = excluded.rejected, ingested_at = excluded.ingested_at""",
+            [source["sha256"], source["uri"], fmt, version, size, records, counts.added, counts.duplicates, rejected],
+        )
+
+    return job
+
+
+class _Writer:
+    """Runs write jobs in order on a background thread with its own DuckDB cursor.
+
+    DuckDB releases the GIL while it inserts and commits, so the next batch is parsed while the
+    last one is written. The main thread does not use the connection until `close()` returns.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.cur = con.cursor()
+        self.jobs: queue.Queue = queue.Queue(maxsize=2)  # bounded: at most a couple of batches in memory
+        self.error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._work, name="memkit-ingest-writer", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is None:
+                try:
+                    job(self.cur)
+                except BaseException as e:  # handed to the main thread
+                    self.error = e
+
+    def submit(self, job: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        if self.error is not None:
+            self.close()
+        self.jobs.put(job)
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.jobs.put(None)
+            self.thread.join()
+            self.cur.close()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
 
 
 def ingest_files(
@@ -188,61 +246,89 @@ def ingest_files(
     format: Optional[str] = None,
     playbook_ref: Optional[str] = None,
     batch_size: int = 2000,
-    latest_version: Callable[[str], Optional[int]] = lambda name: None,
+    latest_versions: Optional[dict[str, int]] = None,
     on_file: Callable[[Path, int], None] = lambda path, index: None,
     on_records: Callable[[int], None] = lambda n: None,
 ) -> IngestResult:
+    """Ingest files into the bank. `latest_versions` maps playbook names to their newest version,
+    for runs whose playbook reference names no version."""
     files = expand_paths(paths)
     forced = get_reader(format) if format else None
     if playbook_ref:
         parse_playbook_ref(playbook_ref)  # fail early on a malformed flag
+    latest_versions = latest_versions or {}
     result = IngestResult(files=len(files))
-    for index, path in enumerate(files):
-        on_file(path, index)
-        sha = file_sha256(path)
-        source = {"sha256": sha, "uri": str(path)}
-        writer = _Writer(con, source, result, batch_size, latest_version)
-        reader = forced
-        red = Redactions()
-        before = (result.records, result.added, result.duplicates, result.rejected)
-        errors_before = len(result.file_errors)
-        try:
-            for record in read_records(path, red):
-                result.records += 1
-                on_records(1)
-                if record.error:
-                    writer.add_reject(record.location, record.line, reader.name if reader else None, record.error, record.raw)
-                    continue
-                if reader is None:
-                    reader = detect(record.value, str(path))
-                try:
-                    run = reader.to_run(record.value, ctx)
-                except RecordError as e:
-                    writer.add_reject(record.location, record.line, reader.name, str(e), record.text.encode()[:65536])
-                    continue
-                writer.add_run(record, run, playbook_ref)
-        except UnknownFormat as e:
-            result.file_errors.append(str(e))
-            writer.add_reject("file", None, None, str(e).split(": ", 1)[-1], b"")
-        except (OSError, RecursionError) as e:
-            msg = f"{path}: cannot read ({e.__class__.__name__}: {e})"
-            result.file_errors.append(msg)
-            writer.add_reject("file", None, None, msg, b"")
-        writer.flush()
-        result.redactions.update(red.counts)
-        if reader is None and len(result.file_errors) == errors_before and result.rejected == before[3]:
-            result.file_errors.append(f"{path}: holds no records")
-        fmt = reader.name if reader else "unknown"
-        result.formats[fmt] += 1
-        _record_source(con, source, path, fmt, reader.version if reader else "-", result, before)
+    writer = _Writer(con)
+    try:
+        for index, path in enumerate(files):
+            on_file(path, index)
+            _ingest_file(path, ctx, forced, playbook_ref, batch_size, latest_versions, writer, result, on_records)
+    finally:
+        writer.close()
     return result
 
 
-def _record_source(con, source: dict, path: Path, fmt: str, version: str, result: IngestResult, before) -> None:
-    records, added, dups, rejected = (a - b for a, b in zip((result.records, result.added, result.duplicates, result.rejected), before))
-    con.execute(
-        """INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())
-           ON CONFLICT DO UPDATE SET uri = excluded.uri, records = excluded.records, added = sources.added + excluded.added,
-           duplicates = excluded.duplicates, rejected = excluded.rejected, ingested_at = excluded.ingested_at""",
-        [source["sha256"], source["uri"], fmt, version, path.stat().st_size, records, added, dups, rejected],
-    )
+def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, batch_size: int, latest_versions: dict,
+                 writer: _Writer, result: IngestResult, on_records: Callable[[int], None]) -> None:
+    source = {"sha256": file_sha256(path), "uri": str(path)}
+    counts = _FileCounts()
+    batch = _Batch(source)
+    reader = forced
+    red = Redactions()
+    seen: set[str] = set()
+    records = rejected = 0
+    failed = False
+
+    def reject(location, line, reader_name, reason, raw):
+        nonlocal rejected
+        rejected += 1
+        result.rejected += 1
+        if len(result.reject_lines) < 20 and location != "file":  # file-level errors are reported on their own
+            result.reject_lines.append(f"{source['uri']} {location}: {reason}")
+        batch.add_reject(location, line, reader_name, reason, raw)
+
+    try:
+        for record in read_records(path, red):
+            records += 1
+            on_records(1)
+            if record.error:
+                reject(record.location, record.line, reader.name if reader else None, record.error, record.data)
+                continue
+            if reader is None:
+                reader = detect(record.value, str(path))
+            try:
+                run = reader.to_run(record.value, ctx)
+                name, version = parse_playbook_ref(playbook_ref or run.playbook_ref)
+            except RecordError as e:
+                reject(record.location, record.line, reader.name, str(e), record.data[:65536])
+                continue
+            run_id = content_hash(run.identity(), RUN_ID_LENGTH)
+            if run_id in seen:  # the same run twice in one file
+                counts.duplicates += 1
+                result.duplicates += 1
+                continue
+            seen.add(run_id)
+            if name and version is None:
+                version = latest_versions.get(name)
+            batch.add_run(run_id, record, run, name, version)
+            if len(batch.traj) >= batch_size:
+                writer.submit(_write_batch(batch.tables(), batch.rejects, result, counts))
+                batch = _Batch(source)
+    except UnknownFormat as e:
+        failed = True
+        result.file_errors.append(str(e))
+        reject("file", None, None, str(e).split(": ", 1)[-1], b"")
+    except (OSError, RecursionError) as e:
+        failed = True
+        msg = f"{path}: cannot read ({e.__class__.__name__}: {e})"
+        result.file_errors.append(msg)
+        reject("file", None, None, msg, b"")
+    writer.submit(_write_batch(batch.tables(), batch.rejects, result, counts))
+    result.records += records
+    result.redactions.update(red.counts)
+    if reader is None and not failed and not rejected:
+        result.file_errors.append(f"{path}: holds no records")
+    fmt = reader.name if reader else "unknown"
+    result.formats[fmt] += 1
+    writer.submit(_record_source(source, path.stat().st_size, fmt, reader.version if reader else "-",
+                                 records, rejected, counts))

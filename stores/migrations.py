@@ -37,7 +37,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             playbook_version INTEGER,
             n_steps INTEGER,
             metadata JSON,
-            raw JSON,
+            raw VARCHAR,  -- the record's JSON text as read (redacted); VARCHAR: no re-validation on insert
             ingested_at TIMESTAMP NOT NULL
         );
         CREATE TABLE steps (
@@ -47,9 +47,8 @@ MIGRATIONS: list[tuple[str, str]] = [
             name VARCHAR,
             text VARCHAR,
             reasoning VARCHAR,
-            n_tool_calls INTEGER,
-            PRIMARY KEY (trajectory_id, seq)
-        );
+            n_tool_calls INTEGER
+        );  -- no key: ingest writes a run's steps only with the run, whose id is the key
         CREATE TABLE tool_calls (
             trajectory_id VARCHAR NOT NULL,
             step_seq INTEGER NOT NULL,

@@ -1,21 +1,24 @@
 """Reading a file as records: a JSON array (index N), one JSON value, or JSON Lines (line N).
 
-Each record comes with its redacted JSON text, so the raw copy that is stored and everything
-parsed from it has passed the redactor.
+Each record comes with its redacted JSON bytes, so the raw copy that is stored and everything
+parsed from it has passed the redactor. JSON Lines are streamed in chunks.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import orjson
 
-from memkit.stores.redact import redact
+from memkit.stores.redact import redact_batch
 
 LINE_SUFFIXES = {".jsonl", ".ndjson"}
+CHUNK = 1024  # records screened for secrets at once
+REJECT_RAW_LIMIT = 65536
 
 
 @dataclass(slots=True)
@@ -23,9 +26,8 @@ class Record:
     location: str
     line: Optional[int]
     value: Any = None
-    text: str = ""  # redacted JSON text of the record
+    data: bytes = b""  # the record's redacted JSON bytes (on errors: the bytes as read, redacted)
     error: Optional[str] = None  # set when the record is not valid JSON
-    raw: bytes = b""  # on errors: the bytes as read (redacted), for `rejects`
 
 
 @dataclass
@@ -33,38 +35,30 @@ class Redactions:
     counts: Counter = field(default_factory=Counter)
 
 
-def _json_error(e: Exception) -> str:
-    return f"not valid JSON ({str(e).split(':', 1)[0]})"
-
-
-def _from_text(location: str, line: Optional[int], data: bytes, red: Redactions) -> Record:
+def _parse(location: str, line: Optional[int], data: bytes) -> Record:
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return Record(location, line, error=f"not valid UTF-8 (byte {e.start})", raw=data[:65536])
-    text, found = redact(text)
-    red.counts.update(found)
-    try:
-        value = orjson.loads(text)
+        return Record(location, line, orjson.loads(data), data)
     except orjson.JSONDecodeError as e:
-        return Record(location, line, error=_json_error(e), raw=text.encode()[:65536])
-    return Record(location, line, value=value, text=text)
+        msg = str(e)
+        reason = _utf8_error(data) if "UTF-8" in msg else f"not valid JSON ({msg.split(':', 1)[0]})"
+        return Record(location, line, data=data[:REJECT_RAW_LIMIT], error=reason)
 
 
-def _from_value(location: str, value: Any, red: Redactions) -> Record:
-    text = orjson.dumps(value).decode()
-    redacted, found = redact(text)
-    if found:
-        red.counts.update(found)
-        value = orjson.loads(redacted)
-    return Record(location, None, value=value, text=redacted)
+def _utf8_error(data: bytes) -> str:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"not valid UTF-8 (byte {e.start})"
+    return "not valid UTF-8"
 
 
 def _lines(path: Path, red: Redactions) -> Iterator[Record]:
     with open(path, "rb") as f:
-        for n, line in enumerate(f, start=1):
-            if line.strip():
-                yield _from_text(f"line {n}", n, line.rstrip(b"\r\n"), red)
+        numbered = ((n, line.rstrip(b"\r\n")) for n, line in enumerate(f, start=1) if line.strip())
+        while chunk := list(islice(numbered, CHUNK)):
+            cleaned = redact_batch([data for _, data in chunk], red.counts)
+            for (n, _), data in zip(chunk, cleaned):
+                yield _parse(f"line {n}", n, data)
 
 
 def _first_line_is_json(data: bytes) -> bool:
@@ -80,6 +74,15 @@ def is_message_list(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
 
 
+def _values(values: list, red: Redactions) -> Iterator[Record]:
+    for start in range(0, len(values), CHUNK):
+        chunk = values[start:start + CHUNK]
+        dumped = [orjson.dumps(v) for v in chunk]
+        cleaned = redact_batch(dumped, red.counts)
+        for i, (value, before, after) in enumerate(zip(chunk, dumped, cleaned), start=start):
+            yield Record(f"index {i}", None, value if after is before else orjson.loads(after), after)
+
+
 def read_records(path: Path, red: Redactions) -> Iterator[Record]:
     """Yield the file's records; JSON Lines are streamed, a whole-JSON file is parsed once."""
     if path.suffix.lower() in LINE_SUFFIXES:
@@ -92,10 +95,12 @@ def read_records(path: Path, red: Redactions) -> Iterator[Record]:
         if _first_line_is_json(data):
             yield from _lines(path, red)  # JSON Lines under a .json name
         else:
-            yield Record("file", None, error=f"not valid JSON ({e})", raw=data[:65536])
+            reason = _utf8_error(data) if "UTF-8" in str(e) else f"not valid JSON ({e})"
+            cleaned = redact_batch([data[:REJECT_RAW_LIMIT]], red.counts)[0]
+            yield Record("file", None, data=cleaned, error=reason)
         return
+    del data
     if isinstance(value, list) and not is_message_list(value):
-        for i, item in enumerate(value):
-            yield _from_value(f"index {i}", item, red)
+        yield from _values(value, red)
     else:
-        yield _from_value("index 0", value, red)
+        yield from _values([value], red)

@@ -11,6 +11,7 @@ from memkit.stores.formats import ReadContext, RecordError
 from memkit.stores.formats.fields import number, opt_str, outcome_from, text_of
 
 _ROLE_ALIASES = {"function": "tool", "developer": "system", "human": "user", "ai": "assistant"}
+_ROLES = frozenset(("system", "user", "assistant", "tool"))
 
 
 def _is_message(m: Any) -> bool:
@@ -32,29 +33,36 @@ def parse_arguments(raw: Any) -> tuple[Any, str | None]:
 
 
 def steps_from_messages(messages: Any, ctx: ReadContext) -> list[Step]:
+    """Normalize OpenAI chat messages. The hot loop of ingest: keep lookups local."""
     if not isinstance(messages, list):
         raise RecordError(f"messages must be a list, not {type(messages).__name__}")
     if not messages:
         raise RecordError("messages is empty")
     steps = []
     call_names: dict[str, str] = {}
+    prefixes = ctx.error_prefixes
+    aliases = _ROLE_ALIASES
     for i, m in enumerate(messages):
-        if not _is_message(m):
+        role = m.get("role") if type(m) is dict else None
+        if type(role) is not str:
             raise RecordError(f"message {i}: expected an object with a string 'role'")
-        role = _ROLE_ALIASES.get(m["role"], m["role"])
-        if role not in ("system", "user", "assistant", "tool"):
+        role = aliases.get(role, role)
+        if role not in _ROLES:
             raise RecordError(f"message {i}: unknown role {m['role']!r}")
-        step = Step(role=role, text=text_of(m.get("content"), f"message {i}"), name=opt_str(m.get("name")))
+        content = m.get("content")
+        text = content if content is None or type(content) is str else text_of(content, f"message {i}")
+        name = m.get("name")
+        step = Step(role=role, text=text, name=name if name is None or type(name) is str else opt_str(name))
         reasoning = m.get("reasoning_content") or m.get("reasoning")
-        if isinstance(reasoning, str):
+        if type(reasoning) is str:
             step.reasoning = reasoning
         calls = m.get("tool_calls")
-        if calls is not None:
-            if not isinstance(calls, list):
+        if calls:
+            if type(calls) is not list:
                 raise RecordError(f"message {i}: tool_calls must be a list")
             for j, c in enumerate(calls):
-                fn = c.get("function") if isinstance(c, dict) else None
-                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                fn = c.get("function") if type(c) is dict else None
+                if type(fn) is not dict or type(fn.get("name")) is not str:
                     raise RecordError(f"message {i}: tool call {j} has no function name")
                 args, raw = parse_arguments(fn.get("arguments"))
                 call_id = opt_str(c.get("id"))
@@ -62,14 +70,14 @@ def steps_from_messages(messages: Any, ctx: ReadContext) -> list[Step]:
                 if call_id:
                     call_names[call_id] = fn["name"]
         fc = m.get("function_call")  # the older single-call shape
-        if isinstance(fc, dict) and isinstance(fc.get("name"), str):
+        if fc and type(fc) is dict and type(fc.get("name")) is str:
             args, raw = parse_arguments(fc.get("arguments"))
             step.tool_calls.append(ToolCall(name=fc["name"], arguments=args, arguments_raw=raw))
         if role == "tool":
             step.tool_call_id = opt_str(m.get("tool_call_id"))
             if step.name is None and step.tool_call_id:
                 step.name = call_names.get(step.tool_call_id)
-            step.is_error = bool(step.text) and step.text.lstrip().startswith(ctx.error_prefixes)
+            step.is_error = bool(text) and text.lstrip().startswith(prefixes)
         steps.append(step)
     return steps
 
