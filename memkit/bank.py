@@ -84,13 +84,12 @@ class Bank:
                on_file: Callable = lambda path, index: None, on_records: Callable = lambda n: None):
         from memkit.stores.formats import ReadContext
         from memkit.stores.ingest import ingest_files
-        from memkit.stores.playbook_store import latest_version
 
         c = self.config.ingest
         ctx = ReadContext(c.success_threshold, c.failure_threshold, c.error_prefixes)
+        latest = dict(self.con.execute("SELECT playbook, max(version) FROM playbook_versions GROUP BY 1").fetchall())
         return ingest_files(self.con, paths, ctx, format=format, playbook_ref=playbook, batch_size=c.batch_size,
-                            latest_version=lambda name: latest_version(self.con, name),
-                            on_file=on_file, on_records=on_records)
+                            latest_versions=latest, on_file=on_file, on_records=on_records)
 
     def distill(self, playbook: Optional[str] = None, *, dry_run: bool = False):
         from memkit.distill.pipeline import run
