@@ -232,7 +232,6 @@ class Bank:
         return PlaybookView(self, name or self.config.playbook)
 
 
-
 def open(path: str | Path = ".", write: bool = False) -> Bank:  # noqa: A001 - mirrors builtins.open on purpose
     """Open the bank at `path` or the nearest folder above it that has one. Read-only unless write=True."""
     root = find_root(Path(path))
