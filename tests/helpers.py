@@ -1,0 +1,90 @@
+"""Builders for synthetic runs and small assertion helpers shared by the tests."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import yaml
+
+DATA = Path(__file__).resolve().parent / "data"
+SLICE = DATA / "tau-slice.json"
+FULL_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "samples" / "tau-bench-airline" / "gpt-4o-airline.json"
+
+ITEM_ID = re.compile(r"^(con|str|pit|pro)-\d{5}$")
+SECTIONS = {"concepts", "strategies", "pitfalls", "procedures"}
+PREFIX = {"concepts": "con", "strategies": "str", "pitfalls": "pit", "procedures": "pro"}
+
+
+def messages(i: int, *, cite: Optional[str] = None, tool: Optional[str] = None, tool_args: Any = None,
+             tool_result: Optional[str] = None, user_text: Optional[str] = None) -> list[dict]:
+    """A small, realistic OpenAI chat run; `i` makes its content (and so its id) unique."""
+    msgs: list[dict] = [
+        {"role": "system", "content": "You are a helpful airline agent."},
+        {"role": "user", "content": user_text or f"Please change my booking number {i}."},
+    ]
+    if tool:
+        msgs.append({"role": "assistant", "content": None, "tool_calls": [{
+            "id": f"call_{i}", "type": "function",
+            "function": {"name": tool, "arguments": json.dumps(tool_args if tool_args is not None else {"n": i})}}]})
+        msgs.append({"role": "tool", "tool_call_id": f"call_{i}", "name": tool,
+                     "content": tool_result if tool_result is not None else json.dumps({"ok": True, "n": i})})
+    text = f"Done with request {i}."
+    if cite:
+        text += f" I followed [{cite}]."
+    msgs.append({"role": "assistant", "content": text})
+    return msgs
+
+
+def run_obj(i: int, success: bool, **kw) -> dict:
+    """An openai-chat run object with `messages` and `success`; extra keys go into the object."""
+    extra = {k: kw.pop(k) for k in ("metadata", "task_id", "reward", "outcome") if k in kw}
+    obj = {"messages": messages(i, **kw), "success": success}
+    obj.update(extra)
+    return obj
+
+
+def write_jsonl(path: Path, records: Iterable[Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def write_json(path: Path, value: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value), encoding="utf-8")
+    return path
+
+
+def squash(text: str) -> str:
+    """Collapse whitespace: rich may wrap long lines; the words are what the user reads."""
+    return " ".join(text.split())
+
+
+def load_yaml(path: Path) -> dict:
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def playbook_items(root: Path, name: str = "default") -> dict[str, dict]:
+    return {i["id"]: i for i in load_yaml(root / "playbooks" / f"{name}.yaml")["items"]}
+
+
+def no_traceback(result) -> None:
+    """A user error ends in SystemExit (exit code set by the CLI) and shows no Python traceback."""
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+
+
+def first_int(text: str) -> int:
+    return int(re.search(r"\d+", text).group())
+
+
+def stderr_lines(result) -> list[str]:
+    """Non-blank stderr lines (a transient progress bar leaves an empty line when stderr is not a terminal)."""
+    return [line for line in result.stderr.splitlines() if line.strip()]
