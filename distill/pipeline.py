@@ -41,7 +41,7 @@ class DistillResult:
                 "previous": self.previous, "git_commit": self.git_commit, "dry_run": self.dry_run}
 
 
-def sync_file(con, path: Path, name: str) -> tuple[Playbook, Optional[int]]:
+def sync_file(con, path: Path, name: str, dry_run: bool = False) -> tuple[Playbook, Optional[int]]:
     """Load the playbook file and reconcile it with the recorded versions.
 
     A file that matches the latest version is used as is; a missing file, or one left at an older
@@ -58,8 +58,11 @@ def sync_file(con, path: Path, name: str) -> tuple[Playbook, Optional[int]]:
         return pb, latest
     known = {r[0] for r in con.execute("SELECT content_hash FROM playbook_versions WHERE playbook = ?", [name]).fetchall()}
     if not path.exists() or store.content_hash_of(pb) in known:
-        write_atomic(path, store.to_yaml(recorded))
+        if not dry_run:
+            write_atomic(path, store.to_yaml(recorded))
         return recorded, latest
+    if dry_run:
+        return pb, latest  # the hand edit is recorded by the next real distill
     pb.version = latest + 1
     store.record_version(con, pb, latest, [Operation(op="EDIT", item_id="*", reason="edited by hand")])
     write_atomic(path, store.to_yaml(pb))
@@ -67,7 +70,7 @@ def sync_file(con, path: Path, name: str) -> tuple[Playbook, Optional[int]]:
 
 
 def run(con, cfg: Config, path: Path, name: str, *, dry_run: bool = False, git: bool = True) -> DistillResult:
-    playbook, current = sync_file(con, path, name)
+    playbook, current = sync_file(con, path, name, dry_run)
     new_runs = {r[0] for r in con.execute(
         "SELECT id FROM trajectories WHERE id NOT IN (SELECT trajectory_id FROM distilled_runs WHERE playbook = ?)", [name]
     ).fetchall()}

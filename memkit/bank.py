@@ -117,7 +117,7 @@ class Bank:
 
         cfg = self.config.export
         pb = self.load_playbook(name or self.config.playbook, version)
-        return export(pb, target or cfg.target, self.config.sections, budget=budget or cfg.budget, output=output,
+        return export(pb, target or cfg.target, self.config.sections, budget=budget if budget is not None else cfg.budget, output=output,
                       encoding=cfg.encoding)
 
     def playbooks(self) -> list[dict]:

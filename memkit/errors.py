@@ -43,3 +43,7 @@ class ExportError(MemkitError):
 
 class BankLocked(MemkitError):
     "Another memkit process holds the bank's write lock."
+
+
+class BadPlaybookRef(MemkitError):
+    "A playbook reference is not of the form NAME@VERSION."

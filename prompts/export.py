@@ -33,7 +33,7 @@ class ExportResult:
 
     def as_dict(self) -> dict:
         return {"target": self.target, "tokens": self.tokens, "budget": self.budget, "included": self.included,
-                "left_out": self.left_out, "path": self.path}
+                "left_out": self.left_out, "path": self.path, "text": self.text}
 
 
 def item_value(item: PlaybookItem) -> float:
@@ -61,6 +61,11 @@ class Exporter:
         self.env = environment(templates_dir)
 
     def render(self, items: list[PlaybookItem]) -> str:
+        """The file content: for block targets, the block with memkit's marker lines around it."""
+        text = self._render(items)
+        return wrap_block(text, self.playbook.name) if self.target in BLOCK_TARGETS else text
+
+    def _render(self, items: list[PlaybookItem]) -> str:
         items = sorted(items, key=lambda i: (self.order.get(i.section, len(self.order)), i.section, i.id))
         if self.target == "json":
             data = {"playbook": self.playbook.name, "version": self.playbook.version,
@@ -87,7 +92,7 @@ class Exporter:
         if budget <= 0:
             raise ExportError(f"budget must be a positive number of tokens, not {budget}")
         floor = self.tokens(self.render([]))
-        cost = {i.id: self.tokens(_line(i)) + 1 for i in active}
+        cost = {i.id: count_tokens(_line(i), self.encoding) + 1 for i in active}
         ranked = sorted(active, key=lambda i: (-item_value(i) / cost[i.id], i.id))
         chosen, used, headers = [], floor, set()
         for item in ranked:
@@ -108,10 +113,17 @@ BEGIN = "<!-- memkit:begin {name} -->"
 END = "<!-- memkit:end {name} -->"
 
 
-def merge_block(existing: str, block: str, name: str) -> str:
+def wrap_block(block: str, name: str) -> str:
+    return f"{BEGIN.format(name=name)}\n{block.rstrip()}\n{END.format(name=name)}\n"
+
+
+def merge_block(existing: str, wrapped: str, name: str) -> str:
     """Replace memkit's delimited block in a user's file (or append it), keeping everything else."""
     begin, end = BEGIN.format(name=name), END.format(name=name)
-    wrapped = f"{begin}\n{block.rstrip()}\n{end}\n"
+    starts, ends = existing.count(begin), existing.count(end)
+    if (starts, ends) not in ((0, 0), (1, 1)) or (starts and existing.index(begin) > existing.index(end)):
+        raise ExportError(f"the file's memkit markers for {name!r} do not pair up ({starts} begin, {ends} end);"
+                          " fix them by hand so no text of yours is overwritten")
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
     if pattern.search(existing):
         return pattern.sub(lambda _: wrapped, existing, count=1)

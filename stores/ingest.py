@@ -16,11 +16,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from memkit.canonical import content_hash, file_sha256
-from memkit.errors import InputNotFound, UnknownFormat
+from memkit.errors import BadPlaybookRef, InputNotFound, UnknownFormat
 from memkit.model import Run
 from memkit.stores.formats import ReadContext, RecordError, detect, get_reader
 from memkit.stores.records import Record, Redactions, read_records
 
+MAX_UNDETECTED = 100  # records without a recognised format before a file is called "not a trajectory file"
 RUN_ID_LENGTH = 16  # hex chars of sha256: 64 bits, collision-free far beyond a million runs
 INPUT_SUFFIXES = {".json", ".jsonl", ".ndjson"}
 
@@ -255,7 +256,10 @@ def ingest_files(
     files = expand_paths(paths)
     forced = get_reader(format) if format else None
     if playbook_ref:
-        parse_playbook_ref(playbook_ref)  # fail early on a malformed flag
+        try:
+            parse_playbook_ref(playbook_ref)  # fail early on a malformed flag
+        except RecordError as e:
+            raise BadPlaybookRef(f"--playbook: {e}") from None
     latest_versions = latest_versions or {}
     result = IngestResult(files=len(files))
     writer = _Writer(con)
@@ -287,33 +291,55 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, batch_size:
             result.reject_lines.append(f"{source['uri']} {location}: {reason}")
         batch.add_reject(location, line, reader_name, reason, raw)
 
+    undetected: list[Record] = []  # records seen before the format was recognised
+
+    def take(record: Record) -> None:
+        nonlocal batch
+        try:
+            run = reader.to_run(record.value, ctx)
+            name, version = parse_playbook_ref(playbook_ref or run.playbook_ref)
+        except RecordError as e:
+            reject(record.location, record.line, reader.name, str(e), record.data[:65536])
+            return
+        run_id = content_hash(run.identity(), RUN_ID_LENGTH)
+        if run_id in seen:  # the same run twice in one file
+            counts.duplicates += 1
+            result.duplicates += 1
+            return
+        seen.add(run_id)
+        if name and version is None:
+            version = latest_versions.get(name)
+        batch.add_run(run_id, record, run, name, version)
+        if len(batch.traj) >= batch_size:
+            writer.submit(_write_batch(batch.tables(), batch.rejects, result, counts))
+            batch = _Batch(source)
+
     try:
         for record in read_records(path, red):
             records += 1
             on_records(1)
             if record.error:
+                if record.location == "file":
+                    failed = True
+                    result.file_errors.append(f"{path}: {record.error}")
                 reject(record.location, record.line, reader.name if reader else None, record.error, record.data)
                 continue
             if reader is None:
-                reader = detect(record.value, str(path))
-            try:
-                run = reader.to_run(record.value, ctx)
-                name, version = parse_playbook_ref(playbook_ref or run.playbook_ref)
-            except RecordError as e:
-                reject(record.location, record.line, reader.name, str(e), record.data[:65536])
-                continue
-            run_id = content_hash(run.identity(), RUN_ID_LENGTH)
-            if run_id in seen:  # the same run twice in one file
-                counts.duplicates += 1
-                result.duplicates += 1
-                continue
-            seen.add(run_id)
-            if name and version is None:
-                version = latest_versions.get(name)
-            batch.add_run(run_id, record, run, name, version)
-            if len(batch.traj) >= batch_size:
-                writer.submit(_write_batch(batch.tables(), batch.rejects, result, counts))
-                batch = _Batch(source)
+                try:
+                    reader = detect(record.value, str(path))
+                except UnknownFormat:
+                    # A malformed first record must not cost the file: keep looking, then judge these
+                    # records by the format the rest of the file has.
+                    undetected.append(record)
+                    if len(undetected) < MAX_UNDETECTED:
+                        continue
+                    raise
+                for early in undetected:
+                    take(early)
+                undetected.clear()
+            take(record)
+        if undetected:
+            detect(undetected[0].value, str(path))  # raises UnknownFormat: nothing in the file was recognised
     except UnknownFormat as e:
         failed = True
         result.file_errors.append(str(e))

@@ -46,11 +46,7 @@ def test_every_command_has_help_and_an_example(runner, path):
 
 
 @pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=IDS)
-def test_every_command_accepts_json(path, request):
-    if path == ("demo",):
-        request.applymarker(pytest.mark.xfail(
-            reason="BUG: `memkit demo` has no --json option although every command should accept it "
-                   "(cli/demo.py)", strict=True))
+def test_every_command_accepts_json(path):
     _, cmd = next(c for c in COMMANDS if c[0] == path)
     assert "--json" in [opt for p in cmd.params for opt in p.opts]
 

@@ -119,9 +119,6 @@ def test_dry_run_json_lists_the_operations(runner, tmp_path, slice_path):
     assert not (tmp_path / "playbooks").exists()
 
 
-@pytest.mark.xfail(reason="BUG: distill --dry-run still runs sync_file(), which records an EDIT version and "
-                          "rewrites the YAML when the file was edited by hand (distill/pipeline.py run/sync_file)",
-                   strict=True)
 def test_dry_run_after_a_hand_edit_writes_nothing(runner, distilled, bank_sql):
     path = distilled / "playbooks" / "default.yaml"
     data = load_yaml(path)
