@@ -5,10 +5,11 @@ from __future__ import annotations
 import glob
 import queue
 import threading
+from itertools import chain
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import duckdb
 import orjson
@@ -18,7 +19,7 @@ import pyarrow.compute as pc
 from memkit.canonical import content_hash, file_sha256
 from memkit.errors import BadPlaybookRef, InputNotFound, UnknownFormat
 from memkit.model import Run
-from memkit.stores.formats import ReadContext, RecordError, detect, get_reader
+from memkit.stores.formats import ReadContext, RecordError, detect, detect_path, get_reader
 from memkit.stores.records import Record, Redactions, read_records
 
 MAX_UNDETECTED = 100  # records without a recognised format before a file is called "not a trajectory file"
@@ -291,12 +292,9 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, batch_size:
             result.reject_lines.append(f"{source['uri']} {location}: {reason}")
         batch.add_reject(location, line, reader_name, reason, raw)
 
-    undetected: list[Record] = []  # records seen before the format was recognised
-
-    def take(record: Record) -> None:
+    def add(record: Record, run: Run) -> None:
         nonlocal batch
         try:
-            run = reader.to_run(record.value, ctx)
             name, version = parse_playbook_ref(playbook_ref or run.playbook_ref)
         except RecordError as e:
             reject(record.location, record.line, reader.name, str(e), record.data[:65536])
@@ -314,8 +312,10 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, batch_size:
             writer.submit(_write_batch(batch.tables(), batch.rejects, result, counts))
             batch = _Batch(source)
 
-    try:
-        for record in read_records(path, red):
+    def parsed(stream: Iterator[Record]) -> Iterator[Record]:
+        """The records that are valid JSON; the others are rejected on the way."""
+        nonlocal records, failed
+        for record in stream:
             records += 1
             on_records(1)
             if record.error:
@@ -324,22 +324,36 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, batch_size:
                     result.file_errors.append(f"{path}: {record.error}")
                 reject(record.location, record.line, reader.name if reader else None, record.error, record.data)
                 continue
+            yield record
+
+    try:
+        if reader is None:
+            reader = detect_path(path)
+        if reader is not None and reader.binary:
+            pairs = reader.read_path(path, ctx, red)
+        else:
+            stream = parsed(read_records(path, red))
+            undetected: list[Record] = []
             if reader is None:
-                try:
-                    reader = detect(record.value, str(path))
-                except UnknownFormat:
-                    # A malformed first record must not cost the file: keep looking, then judge these
-                    # records by the format the rest of the file has.
+                # A malformed first record must not cost the file: look further, then judge the
+                # records passed over by the format the rest of the file has.
+                for record in stream:
                     undetected.append(record)
-                    if len(undetected) < MAX_UNDETECTED:
-                        continue
-                    raise
-                for early in undetected:
-                    take(early)
-                undetected.clear()
-            take(record)
-        if undetected:
-            detect(undetected[0].value, str(path))  # raises UnknownFormat: nothing in the file was recognised
+                    try:
+                        reader = detect(record.value, str(path))
+                        break
+                    except UnknownFormat:
+                        if len(undetected) >= MAX_UNDETECTED:
+                            raise
+                else:
+                    if undetected:
+                        detect(undetected[0].value, str(path))  # raises: nothing in the file was recognised
+            pairs = reader.read(chain(undetected, stream), ctx) if reader else iter(())
+        for record, run in pairs:
+            if isinstance(run, RecordError):
+                reject(record.location, record.line, reader.name, str(run), record.data[:65536])
+            else:
+                add(record, run)
     except UnknownFormat as e:
         failed = True
         result.file_errors.append(str(e))

@@ -1,30 +1,26 @@
 """Trace format readers: one module per format, one registry, detection by content.
 
-A reader turns one parsed record (a JSON value) into a `Run`, or raises `RecordError` with a
-one-line reason; the ingest loop turns that into a row in `rejects` and goes on.
+Most formats hold one run per record: such a reader subclasses `RecordReader` and implements
+`matches(record)` (does the file's first record look like this format?) and `to_run(record, ctx)`
+(a `Run`, or `RecordError` with a one-line reason, which becomes a row in `rejects`).
+
+Formats whose runs span records (session logs with one event per line, OTLP exports with many
+traces in one object) override `read(records, ctx)`, which turns the file's stream of records into
+`(Record, Run | RecordError)` pairs; the Record says where the run came from and carries its raw
+JSON bytes. Formats that are not JSON at all (zip archives) set `binary = True` and implement
+`matches_path(path)` and `read_path(path, ctx, redactions)`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Union
 
 from memkit.errors import UnknownFormat
 
 
 class RecordError(ValueError):
     "A record that its reader cannot use; the message is the reason shown to the user."
-
-
-class Reader(Protocol):
-    name: str
-    version: str
-    description: str
-
-    def matches(self, record: Any) -> bool:
-        """Does this (first) record look like this format?"""
-
-    def to_run(self, record: Any, ctx: "ReadContext"):
-        """Return a memkit.model.Run, or raise RecordError."""
 
 
 class ReadContext:
@@ -36,7 +32,35 @@ class ReadContext:
         self.error_prefixes = tuple(error_prefixes)
 
 
-def registry() -> dict[str, Reader]:
+class RecordReader:
+    """Base for readers of one run per JSON record."""
+
+    name: str = ""
+    version: str = "1"
+    description: str = ""
+    binary: bool = False
+
+    def matches(self, record: Any) -> bool:
+        raise NotImplementedError
+
+    def to_run(self, record: Any, ctx: ReadContext):
+        raise NotImplementedError
+
+    def read(self, records: Iterable, ctx: ReadContext) -> Iterator[tuple[Any, Union[Any, RecordError]]]:
+        for record in records:
+            try:
+                yield record, self.to_run(record.value, ctx)
+            except RecordError as e:
+                yield record, e
+
+    def matches_path(self, path: Path) -> bool:
+        return False
+
+
+Reader = RecordReader
+
+
+def registry() -> dict[str, RecordReader]:
     from memkit.stores.formats import openai_chat, tau_bench
 
     # Order matters for detection: the most specific shape first.
@@ -44,22 +68,23 @@ def registry() -> dict[str, Reader]:
     return {r.name: r for r in readers}
 
 
-def get_reader(name: str) -> Reader:
+def get_reader(name: str) -> RecordReader:
     readers = registry()
     if name not in readers:
         raise UnknownFormat(f"unknown format {name!r}; known formats: {', '.join(readers)}")
     return readers[name]
 
 
-def detect(record: Any, uri: str) -> Reader:
+def detect(record: Any, uri: str) -> RecordReader:
     for reader in registry().values():
-        if reader.matches(record):
+        if not reader.binary and reader.matches(record):
             return reader
     raise UnknownFormat(f"{uri}: not a trajectory file (tried formats: {', '.join(registry())})")
 
 
-def detect_first(records, uri: str) -> Optional[Reader]:
-    """The reader for the first parseable record; None when the file has none."""
-    for rec in records:
-        return detect(rec, uri)
+def detect_path(path: Path) -> Optional[RecordReader]:
+    """A reader for a file that is not JSON (e.g. a zip archive), recognised from the file itself."""
+    for reader in registry().values():
+        if reader.binary and reader.matches_path(path):
+            return reader
     return None

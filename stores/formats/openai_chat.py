@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from memkit.model import Run, Step, ToolCall
-from memkit.stores.formats import ReadContext, RecordError
+from memkit.stores.formats import ReadContext, RecordError, RecordReader
 from memkit.stores.formats.fields import number, opt_str, outcome_from, text_of
 
 _ROLE_ALIASES = {"function": "tool", "developer": "system", "human": "user", "ai": "assistant"}
@@ -86,7 +86,7 @@ def first_user_text(steps: list[Step]) -> str | None:
     return next((s.text for s in steps if s.role == "user" and s.text), None)
 
 
-class OpenAIChatReader:
+class OpenAIChatReader(RecordReader):
     name = "openai-chat"
     version = "1"
     description = "OpenAI chat messages: a message list, or {messages|traj, reward|success|outcome, ...}"

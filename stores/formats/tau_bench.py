@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from memkit.model import Run
-from memkit.stores.formats import ReadContext, RecordError
+from memkit.stores.formats import ReadContext, RecordError, RecordReader
 from memkit.stores.formats.fields import number, opt_str, outcome_from
 from memkit.stores.formats.openai_chat import first_user_text, steps_from_messages
 
 
-class TauBenchReader:
+class TauBenchReader(RecordReader):
     name = "tau-bench"
     version = "1"
     description = "tau-bench results: {task_id, trial, reward, traj, info}"
