@@ -37,6 +37,16 @@ class Step:
 
 
 @dataclass(slots=True)
+class Score:
+    scorer: str
+    key: str = ""
+    value_num: Optional[float] = None
+    value_str: Optional[str] = None
+    explanation: Optional[str] = None
+    source: str = "format"
+
+
+@dataclass(slots=True)
 class Run:
     steps: list[Step]
     raw: Any
@@ -54,6 +64,7 @@ class Run:
     ended_at: Optional[str] = None
     playbook_ref: Optional[str] = None  # "NAME@VERSION"
     metadata: dict = field(default_factory=dict)
+    scores: list[Score] = field(default_factory=list)  # every score beyond the outcome
 
     def identity(self) -> list:
         """What the run id hashes: the normalized content, not the file bytes it came from."""

@@ -94,6 +94,8 @@ _CALL_SCHEMA = pa.schema([("trajectory_id", _S), ("step_seq", _I), ("idx", _I), 
                           ("arguments", _S), ("arguments_raw", _S)])
 _RESULT_SCHEMA = pa.schema([("trajectory_id", _S), ("step_seq", _I), ("call_id", _S), ("name", _S),
                             ("content", _S), ("is_error", _B)])
+_SCORE_SCHEMA = pa.schema([("trajectory_id", _S), ("scorer", _S), ("key", _S), ("value_num", _F), ("value_str", _S),
+                           ("explanation", _S), ("source", _S)])
 _REJECT_SCHEMA = pa.schema([("source_sha256", _S), ("source_uri", _S), ("location", _S), ("line", _I),
                             ("reader", _S), ("reason", _S), ("raw", pa.binary())])
 
@@ -108,6 +110,7 @@ class _Batch:
         self.steps: list[tuple] = []
         self.calls: list[tuple] = []
         self.results: list[tuple] = []
+        self.scores: list[tuple] = []
         self.rejects: list[dict] = []
 
     def add_run(self, run_id: str, record: Record, run: Run, pb_name: Optional[str], pb_version: Optional[int]) -> None:
@@ -125,6 +128,8 @@ class _Batch:
                 calls.append((run_id, seq, idx, c.call_id, c.name, args, c.arguments_raw))
             if s.role == "tool":
                 results.append((run_id, seq, s.tool_call_id, s.name, s.text, s.is_error))
+        for sc in run.scores:
+            self.scores.append((run_id, sc.scorer, sc.key, sc.value_num, sc.value_str, sc.explanation, sc.source))
 
     def add_reject(self, location: str, line: Optional[int], reader: Optional[str], reason: str, raw: bytes) -> None:
         self.rejects.append({"source_sha256": self.source["sha256"], "source_uri": self.source["uri"],
@@ -133,7 +138,8 @@ class _Batch:
     def tables(self) -> dict[str, pa.Table]:
         out = {}
         for name, rows, schema in (("trajectories", self.traj, _TRAJ_SCHEMA), ("steps", self.steps, _STEP_SCHEMA),
-                                   ("tool_calls", self.calls, _CALL_SCHEMA), ("tool_results", self.results, _RESULT_SCHEMA)):
+                                   ("tool_calls", self.calls, _CALL_SCHEMA), ("tool_results", self.results, _RESULT_SCHEMA),
+                                   ("scores", self.scores, _SCORE_SCHEMA)):
             columns = list(zip(*rows)) if rows else [()] * len(schema)
             out[name] = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema)], schema=schema)
         # The raw JSON goes over as bytes: no Python str objects for the biggest column.
@@ -168,7 +174,8 @@ def _write_batch(tables: dict[str, pa.Table], rejects: list[dict], result: Inges
                     if table.num_rows:
                         cur.register("_rows", table)
                         extra = ", now() AS ingested_at" if name == "trajectories" else ""
-                        cur.execute(f"INSERT INTO {name} BY NAME SELECT *{extra} FROM _rows")
+                        conflict = " ON CONFLICT DO NOTHING" if name == "scores" else ""
+                        cur.execute(f"INSERT INTO {name} BY NAME SELECT *{extra} FROM _rows{conflict}")
                         cur.unregister("_rows")
             if rejects:
                 cur.register("_rejects", pa.Table.from_pylist(rejects, schema=_REJECT_SCHEMA))

@@ -118,4 +118,26 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0002_scores_and_redactions",
+        """
+        CREATE TABLE scores (
+            trajectory_id VARCHAR NOT NULL,
+            scorer VARCHAR NOT NULL,        -- e.g. tau2:db_check, inspect:match, judge
+            key VARCHAR NOT NULL,           -- what was scored ('' for a scorer's single value)
+            value_num DOUBLE,
+            value_str VARCHAR,
+            explanation VARCHAR,
+            source VARCHAR NOT NULL,        -- format | outcomes-file | judge
+            PRIMARY KEY (trajectory_id, scorer, key)
+        );
+        CREATE TABLE redactions (
+            source_sha256 VARCHAR NOT NULL,
+            location VARCHAR NOT NULL,      -- the record: line N / index N
+            detector VARCHAR NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (source_sha256, location, detector)
+        );
+        """,
+    ),
 ]
