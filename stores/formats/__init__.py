@@ -4,6 +4,8 @@ Most formats hold one run per record: such a reader subclasses `RecordReader` an
 `matches(record)` (does the file's first record look like this format?) and `to_run(record, ctx)`
 (a `Run`, or `RecordError` with a one-line reason, which becomes a row in `rejects`).
 
+A reader module defines `READER` (or `READERS`, a list); the registry finds it by itself.
+
 Formats whose runs span records (session logs with one event per line, OTLP exports with many
 traces in one object) override `read(records, ctx)`, which turns the file's stream of records into
 `(Record, Run | RecordError)` pairs; the Record says where the run came from and carries its raw
@@ -13,6 +15,9 @@ JSON bytes. Formats that are not JSON at all (zip archives) set `binary = True` 
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Union
 
@@ -39,6 +44,7 @@ class RecordReader:
     version: str = "1"
     description: str = ""
     binary: bool = False
+    priority: int = 50  # detection order: specific formats low, catch-all shapes high
 
     def matches(self, record: Any) -> bool:
         raise NotImplementedError
@@ -60,11 +66,15 @@ class RecordReader:
 Reader = RecordReader
 
 
+@lru_cache(maxsize=1)
 def registry() -> dict[str, RecordReader]:
-    from memkit.stores.formats import openai_chat, tau_bench
-
-    # Order matters for detection: the most specific shape first.
-    readers = [tau_bench.READER, openai_chat.READER]
+    """Every reader module in this package that defines READERS (or READER), in detection order:
+    lower `priority` first, so specific shapes are tried before generic ones."""
+    readers = []
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        readers += getattr(module, "READERS", [getattr(module, "READER", None)])
+    readers = sorted((r for r in readers if r is not None), key=lambda r: (r.priority, r.name))
     return {r.name: r for r in readers}
 
 

@@ -89,6 +89,7 @@ def first_user_text(steps: list[Step]) -> str | None:
 class OpenAIChatReader(RecordReader):
     name = "openai-chat"
     version = "1"
+    priority = 90
     description = "OpenAI chat messages: a message list, or {messages|traj, reward|success|outcome, ...}"
 
     def matches(self, record: Any) -> bool:

@@ -13,6 +13,7 @@ from memkit.stores.formats.openai_chat import first_user_text, steps_from_messag
 class TauBenchReader(RecordReader):
     name = "tau-bench"
     version = "1"
+    priority = 10
     description = "tau-bench results: {task_id, trial, reward, traj, info}"
 
     def matches(self, record: Any) -> bool:
