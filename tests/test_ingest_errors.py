@@ -8,7 +8,10 @@ from memkit.cli.main import app
 from helpers import error_lines, messages, no_traceback, run_obj, squash, stderr_lines, write_json, write_jsonl
 
 REJECTED_LINE = "Error: {n} record(s) rejected; the other records were ingested (see the rejects table)"
-NOT_TRAJECTORY = "Error: {path}: not a trajectory file (tried formats: tau-bench, openai-chat)"
+from memkit.stores.formats import registry
+
+FORMATS = ", ".join(name for name, r in registry().items() if not r.binary)
+NOT_TRAJECTORY = "Error: {path}: not a trajectory file (tried formats: " + FORMATS + ")"
 
 
 @pytest.fixture(autouse=True)
@@ -163,7 +166,7 @@ def test_unknown_format_flag(runner, tmp_path):
     result = runner.invoke(app, ["ingest", "r.jsonl", "--format", "langsmith"])
     assert result.exit_code == 1
     no_traceback(result)
-    assert stderr_lines(result) == ["Error: unknown format 'langsmith'; known formats: tau-bench, openai-chat"]
+    assert stderr_lines(result) == ["Error: unknown format 'langsmith'; known formats: " + ", ".join(registry()) + ""]
 
 
 def test_malformed_playbook_flag_is_a_user_error(runner, tmp_path):

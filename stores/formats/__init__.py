@@ -86,10 +86,11 @@ def get_reader(name: str) -> RecordReader:
 
 
 def detect(record: Any, uri: str) -> RecordReader:
-    for reader in registry().values():
-        if not reader.binary and reader.matches(record):
+    tried = [r for r in registry().values() if not r.binary]
+    for reader in tried:
+        if reader.matches(record):
             return reader
-    raise UnknownFormat(f"{uri}: not a trajectory file (tried formats: {', '.join(registry())})")
+    raise UnknownFormat(f"{uri}: not a trajectory file (tried formats: {', '.join(r.name for r in tried)})")
 
 
 def detect_path(path: Path) -> Optional[RecordReader]:
