@@ -117,8 +117,9 @@ class Bank:
 
         cfg = self.config.export
         pb = self.load_playbook(name or self.config.playbook, version)
-        return export(pb, target or cfg.target, self.config.sections, budget=budget if budget is not None else cfg.budget, output=output,
-                      encoding=cfg.encoding)
+        return export(pb, target or cfg.target, self.config.sections, output=output, encoding=cfg.encoding,
+                      budget=budget if budget is not None else cfg.budget,
+                      min_evidence=self.config.scoring.min_evidence, exploration_share=cfg.exploration_share)
 
     def playbooks(self) -> list[dict]:
         rows = self.con.execute(

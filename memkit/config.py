@@ -35,12 +35,19 @@ class ScoringConfig(_Section):
     min_evidence: int = 5
     cite_weight: float = 3.0
     confidence: float = 0.95
+    alpha: float = 0.3
+    prior: float = 0.5
+    min_family_runs: int = 2
+    min_harmful_tags: int = 3
+    harmful_ratio: float = 3.0
+    stale_after: int = 5
 
 
 class ExportConfig(_Section):
     target: str = "agents-md"
     budget: Optional[int] = None
     encoding: str = "o200k_base"
+    exploration_share: float = Field(0.2, ge=0, le=1)
 
 
 class Config(_Section):
@@ -89,16 +96,29 @@ distill:
   precondition_share: 0.8
 
 scoring:
-  # Exposures an item needs before it can be retired.
+  # Exposures an item needs before the evidence can retire it.
   min_evidence: 5
   # A citation of an item weighs this many times a mere presence.
   cite_weight: 3.0
+  # Confidence of the bounds on an item's advantage over its task families' base rate.
   confidence: 0.95
+  # q: moving average of the outcomes an item was shown in (MemRL), starting at prior.
+  alpha: 0.3
+  prior: 0.5
+  # A task family needs this many runs without the item to be its baseline (else all other runs).
+  min_family_runs: 2
+  # Retire on reflector tags when harmful >= min_harmful_tags and >= harmful_ratio x helpful.
+  min_harmful_tags: 3
+  harmful_ratio: 3.0
+  # Flag (never retire) items not shown for this many versions.
+  stale_after: 5
 
 export:
   target: agents-md
   budget: null
   encoding: o200k_base
+  # Share of a budget kept for unproven items, so new lessons get shown and can earn evidence.
+  exploration_share: 0.2
 """
 
 

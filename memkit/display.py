@@ -79,23 +79,25 @@ def _step_html(step: dict[str, Any]) -> str:
 
 
 def _utility_cell(row: dict[str, Any]) -> str:
-    """A bar on [0, 1]: the confidence interval shaded, q marked, the base rate as a thin line; then the figures."""
-    if not row["exposures"] or row["q"] is None:
+    """A bar on [-1, 1]: the confidence interval of the advantage over the base rate shaded, the
+    advantage marked, zero as a thin line; then the figures."""
+    if not row["exposures"] or row["advantage"] is None:
         return f"<span style='color:#757575'>no exposures yet · evidence {row['n_evidence']} runs</span>"
-    lower, upper, q = row["lower"] or 0.0, row["upper"] or 1.0, row["q"]
-    base = row["base_rate"]
-    colour = "#2e7d32" if base is None or lower > base else ("#c62828" if upper < base else "#1e88e5")
+    adv, lower, upper = row["advantage"], row["lower"], row["upper"]
+    colour = "#2e7d32" if lower > 0 else ("#c62828" if upper < 0 else "#1e88e5")
+
+    def x(v: float) -> float:
+        return (v + 1) * 50
+
     bar = (f"<div style='position:relative;display:inline-block;width:120px;height:10px;background:#eee;"
            f"vertical-align:middle;margin-right:6px'>"
-           f"<div style='position:absolute;left:{lower * 100:.1f}%;width:{max(upper - lower, 0.005) * 100:.1f}%;"
+           f"<div style='position:absolute;left:{x(lower):.1f}%;width:{max(x(upper) - x(lower), 0.5):.1f}%;"
            f"height:100%;background:{colour};opacity:0.35'></div>"
-           f"<div style='position:absolute;left:{q * 100:.1f}%;width:2px;height:100%;background:{colour}'></div>")
-    if base is not None:
-        bar += f"<div style='position:absolute;left:{base * 100:.1f}%;width:1px;height:140%;top:-20%;background:#000'></div>"
-    bar += "</div>"
+           f"<div style='position:absolute;left:{x(adv):.1f}%;width:2px;height:100%;background:{colour}'></div>"
+           f"<div style='position:absolute;left:50%;width:1px;height:140%;top:-20%;background:#000'></div></div>")
     cited = f", {row['citations']} cited" if row["citations"] else ""
-    vs = f" vs base {base:.2f}" if base is not None else ""
-    return f"{bar}q {q:.2f} [{lower:.2f}, {upper:.2f}]{vs} · {row['exposures']} exposures{cited}"
+    return (f"{bar}advantage {adv:+.2f} [{lower:+.2f}, {upper:+.2f}] vs base {row['base_rate']:.2f}"
+            f" · q {row['q']:.2f} · {row['exposures']} exposures{cited}")
 
 
 def playbook_html(name: str, version: Optional[int], items: pl.DataFrame) -> str:

@@ -105,15 +105,24 @@ class _Strict(BaseModel):
 
 
 class Utility(_Strict):
+    """What the runs that carried an item say it is worth (recomputed from events by scoring).
+
+    advantage, lower and upper are relative to the base rate of the same task families without
+    the item; q is the moving average of the outcomes it was shown in."""
+
     exposures: int = 0
     citations: int = 0
     successes: int = 0
     success_rate: Optional[float] = None
+    mean_reward: Optional[float] = None
     base_rate: Optional[float] = None
     advantage: Optional[float] = None
     q: Optional[float] = None
     lower: Optional[float] = None
     upper: Optional[float] = None
+    last_exposed_in: Optional[int] = None
+    stale: Optional[bool] = None
+    reflector_tags: Optional[dict[str, int]] = None  # helpful / harmful / neutral, from an LLM reflector
 
 
 class Provenance(_Strict):

@@ -123,21 +123,18 @@ def tool_use_by_outcome(tool_calls: pl.DataFrame, runs: pl.DataFrame, ax=None):
 
 
 def item_utility(items: pl.DataFrame, ax=None):
-    """Each exposed item's q with its confidence interval, against the playbook's base rate."""
-    exposed = items.filter(pl.col("exposures") > 0, pl.col("q").is_not_null()).sort(["q", "id"])
+    """Each exposed item's advantage over its task families' base rate, with its confidence interval."""
+    exposed = items.filter(pl.col("exposures") > 0, pl.col("advantage").is_not_null()).sort(["advantage", "id"])
     ax = _axes(ax, (8, 0.3 * max(len(exposed), 3) + 1.2))
     y = list(range(len(exposed)))
-    q = exposed["q"].to_list()
-    ax.errorbar(q, y, xerr=[[a - b for a, b in zip(q, exposed["lower"].to_list())],
-                            [b - a for a, b in zip(q, exposed["upper"].to_list())]],
+    adv = exposed["advantage"].to_list()
+    ax.errorbar(adv, y, xerr=[[a - b for a, b in zip(adv, exposed["lower"].to_list())],
+                              [b - a for a, b in zip(adv, exposed["upper"].to_list())]],
                 fmt="o", color="#1e88e5", ecolor="#90caf9", capsize=3)
-    base = exposed["base_rate"].drop_nulls()
-    if len(base):
-        ax.axvline(base.mean(), color="black", linewidth=1, linestyle="--", label=f"base rate {base.mean():.2f}")
-        ax.legend(frameon=False, loc="lower right")
+    ax.axvline(0, color="black", linewidth=1, linestyle="--")
     ax.set_yticks(y, [f"{i} ({n})" for i, n in exposed.select("id", "exposures").iter_rows()], fontsize=8)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("q (success rate, citations weighted) with confidence interval")
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel("advantage over the task families' base rate, with confidence interval")
     unexposed = len(items) - len(exposed)
     ax.set_title("Item utility" + (f" ({unexposed} items without exposures not shown)" if unexposed else ""))
     return ax

@@ -20,7 +20,8 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "items": {
         "id": _S, "section": _S, "status": _S, "text": _S, "when_to_use": _S, "tags": pl.List(_S),
         "status_reason": _S, "exposures": _I32, "citations": _I32, "successes": _I32, "success_rate": _F,
-        "base_rate": _F, "advantage": _F, "q": _F, "lower": _F, "upper": _F, "value": _F, "added_in": _I32,
+        "mean_reward": _F, "base_rate": _F, "advantage": _F, "q": _F, "lower": _F, "upper": _F,
+        "last_exposed_in": _I32, "stale": _B, "value": _F, "added_in": _I32,
         "updated_in": _I32, "by": _S, "key": _S, "support": _S, "n_evidence": _I32,
     },
     "versions": {
@@ -72,7 +73,7 @@ def _item_rows(pb: "Playbook") -> pl.DataFrame:
 
     rows = [{
         **i.model_dump(include={"id", "section", "status", "text", "when_to_use", "tags", "status_reason"}),
-        **i.utility.model_dump(), "value": item_value(i),
+        **i.utility.model_dump(exclude={"reflector_tags"}), "value": item_value(i),
         **i.provenance.model_dump(include={"added_in", "updated_in", "by", "key", "support"}),
         "n_evidence": len(i.provenance.evidence),
     } for i in pb.items]
@@ -110,12 +111,15 @@ class PlaybookView:
             citations      Int32         runs that cited its id
             successes      Int32         successful runs among the exposures
             success_rate   Float64       successes / exposures
-            base_rate      Float64       success rate of all runs that carried the playbook
-            advantage      Float64       q - base_rate
-            q              Float64       success rate with citations weighted up
-            lower          Float64       Wilson lower bound of q
-            upper          Float64       Wilson upper bound of q
-            value          Float64       what a budgeted export ranks by (lower bound, else an evidence prior)
+            mean_reward    Float64       mean outcome (reward, else 1 success / 0.5 partial / 0 failure)
+            base_rate      Float64       outcome rate of the same task families' runs without the item
+            advantage      Float64       outcome rate with the item (citations weighted up) - base_rate
+            q              Float64       moving average of the outcomes it was shown in (MemRL)
+            lower          Float64       lower confidence bound of the advantage
+            upper          Float64       upper confidence bound of the advantage
+            last_exposed_in Int32        the last version a run carried it in
+            stale          Boolean       not shown for `scoring.stale_after` versions (flagged, never retired)
+            value          Float64       what a budgeted export ranks by (advantage once proven, else an evidence prior)
             added_in       Int32         version that added it
             updated_in     Int32         version that last updated it
             by             String        reflector that wrote it (heuristic, a model name)

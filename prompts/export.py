@@ -36,12 +36,18 @@ class ExportResult:
                 "left_out": self.left_out, "path": self.path, "text": self.text}
 
 
-def item_value(item: PlaybookItem) -> float:
-    """Expected benefit of showing an item: its conservative utility when it has exposures, else a
-    prior that grows with the runs behind it (an unproven lesson is worth less than a proven one)."""
-    u = item.utility
-    if u.exposures and u.lower is not None:
-        return u.lower
+MIN_EVIDENCE = 5  # the scoring default; Bank.export passes the bank's setting
+
+
+def is_proven(item: PlaybookItem, min_evidence: int = MIN_EVIDENCE) -> bool:
+    return item.utility.exposures >= min_evidence and item.utility.advantage is not None
+
+
+def item_value(item: PlaybookItem, min_evidence: int = MIN_EVIDENCE) -> float:
+    """Expected benefit of showing an item: once proven, its advantage over the base rate of its
+    task families; before that, a prior that grows with the runs the lesson was drawn from."""
+    if is_proven(item, min_evidence):
+        return item.utility.advantage
     k = len(item.provenance.evidence)
     return 0.5 * k / (k + 2)
 
@@ -84,8 +90,14 @@ class Exporter:
     def tokens(self, text: str) -> int:
         return count_tokens(text, self.encoding)
 
-    def select(self, budget: Optional[int]) -> tuple[list[PlaybookItem], list[PlaybookItem]]:
-        """Fill the budget by value per token; the rendered result is checked, so the cap is hard."""
+    def select(self, budget: Optional[int], min_evidence: int = MIN_EVIDENCE,
+               exploration_share: float = 0.2) -> tuple[list[PlaybookItem], list[PlaybookItem]]:
+        """Fill the budget by expected benefit per token; the rendered result is checked, so the cap is hard.
+
+        Unproven items (fewer than `min_evidence` exposures) get an exploration share of the budget
+        first, so new lessons are shown and can earn evidence (items never shown are never scored);
+        then proven items that help; then whatever still fits, by value per token.
+        """
         active = self.playbook.active()
         if budget is None:
             return active, []
@@ -93,16 +105,29 @@ class Exporter:
             raise ExportError(f"budget must be a positive number of tokens, not {budget}")
         floor = self.tokens(self.render([]))
         cost = {i.id: count_tokens(_line(i), self.encoding) + 1 for i in active}
-        ranked = sorted(active, key=lambda i: (-item_value(i) / cost[i.id], i.id))
-        chosen, used, headers = [], floor, set()
-        for item in ranked:
-            extra = cost[item.id] + (0 if item.section in headers else 4)
-            if used + extra <= budget:
-                chosen.append(item)
-                used += extra
-                headers.add(item.section)
+
+        def ranked(items):
+            return sorted(items, key=lambda i: (-item_value(i, min_evidence) / cost[i.id], i.id))
+
+        unproven = ranked(i for i in active if not is_proven(i, min_evidence))
+        proven = ranked(i for i in active if is_proven(i, min_evidence))
+        chosen, headers = [], set()
+        used = floor
+
+        def fill(items, cap):
+            nonlocal used
+            for item in items:
+                extra = cost[item.id] + (0 if item.section in headers else 4)
+                if item not in chosen and used + extra <= cap:
+                    chosen.append(item)
+                    used += extra
+                    headers.add(item.section)
+
+        fill(unproven, floor + int(exploration_share * max(budget - floor, 0)))
+        fill([i for i in proven if i.utility.advantage > 0], budget)
+        fill(ranked(unproven + proven), budget)
         while chosen and self.tokens(self.render(chosen)) > budget:
-            chosen.pop()  # the estimate was short: drop the least valuable until the render fits
+            chosen.pop()  # the estimate was short: drop the last chosen until the render fits
         if not chosen and floor > budget:
             raise ExportError(f"budget {budget} is below the {floor} tokens the {self.target} template needs")
         left = [i for i in active if i not in chosen]
@@ -133,9 +158,10 @@ def merge_block(existing: str, wrapped: str, name: str) -> str:
 
 
 def export(playbook: Playbook, target: str, sections: list[str], *, budget: Optional[int] = None,
-           output: Optional[Path] = None, encoding: str = "o200k_base", templates_dir: Optional[Path] = None) -> ExportResult:
+           output: Optional[Path] = None, encoding: str = "o200k_base", templates_dir: Optional[Path] = None,
+           min_evidence: int = MIN_EVIDENCE, exploration_share: float = 0.2) -> ExportResult:
     exporter = Exporter(playbook, target, sections, encoding, templates_dir)
-    chosen, left = exporter.select(budget)
+    chosen, left = exporter.select(budget, min_evidence, exploration_share)
     text = exporter.render(chosen)
     result = ExportResult(target=target, text=text, tokens=exporter.tokens(text), budget=budget,
                           included=[i.id for i in chosen], left_out=[i.id for i in left])

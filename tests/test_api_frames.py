@@ -247,8 +247,8 @@ def test_playbook_items_now_and_at_a_version(bank):
     assert len(v1) == 11 and len(now) == 15
     assert now["id"].to_list() == [i.id for i in bank.load_playbook("airline").items]
     exposed = now.filter(pl.col("exposures") > 0)
-    assert set(exposed["id"]) == set(v1["id"]) and (exposed["q"] == 0.41).all()
-    assert (exposed["lower"] < exposed["q"]).all() and (exposed["q"] < exposed["upper"]).all()
+    assert set(exposed["id"]) == set(v1["id"]) and (exposed["success_rate"] == 0.41).all()
+    assert (exposed["lower"] < exposed["advantage"]).all() and (exposed["advantage"] < exposed["upper"]).all()
     assert now.filter(pl.col("exposures") == 0)["q"].null_count() == 4
     assert (now["n_evidence"] > 0).all() and now["tags"].list.len().min() > 0
 
@@ -332,7 +332,10 @@ def test_a_playbook_renders_as_a_table_with_utility_bars(bank):
     html = view._repr_html_()
     for item_id in view.items()["id"]:
         assert f"<code>{item_id}</code>" in html
-    assert html.count("q 0.41 [0.32, 0.51] vs base 0.41 · 100 exposures") == 11
+    row = view.items().filter(pl.col("exposures") > 0).row(0, named=True)
+    figures = (f"advantage {row['advantage']:+.2f} [{row['lower']:+.2f}, {row['upper']:+.2f}]"
+               f" vs base {row['base_rate']:.2f} · q {row['q']:.2f} · 100 exposures")
+    assert html.count(figures) == 11
     assert html.count("no exposures yet") == 4
     assert repr(view) == "Playbook airline v2: 15 active of 15 items"
 
