@@ -62,11 +62,13 @@ def log(name: str = typer.Argument(..., help="Playbook name."), bank: Path = Ban
     """
     with open_bank(bank) as b:
         versions = b.versions(name)
+        stable = b.stable(name)
     if json:
-        return emit_json(versions)
+        return emit_json([dict(v, stable=v["version"] == stable) for v in versions])
     for v in reversed(versions):
         commit = f"  git {v['git_commit'][:10]}" if v["git_commit"] else ""
-        console.print(f"v{v['version']}  {v['created_at'][:19]}  {v['summary']}{commit}", highlight=False)
+        mark = "  [stable]" if v["version"] == stable else ""
+        console.print(f"v{v['version']}  {v['created_at'][:19]}  {v['summary']}{commit}{mark}", highlight=False, markup=False)
 
 
 @app.command()
@@ -98,3 +100,129 @@ def diff(
                 console.print(f"    - {c['before'].get(f)}\n    + {c['after'].get(f)}", highlight=False, markup=False)
     if not (d["added"] or d["removed"] or d["changed"]):
         console.print("no differences")
+
+
+@app.command()
+@handle_errors
+def retire(
+    name: str = typer.Argument(..., help="Playbook name."),
+    item_id: str = typer.Argument(..., help="Item id, e.g. pit-00003."),
+    reason: str = typer.Option(..., "--reason", "-r", help="Why (kept with the item and in the version history)."),
+    bank: Path = BankOption,
+    json: bool = JsonOption,
+):
+    """Retire an item by hand; it stays in the file with the reason and can be restored.
+
+    Example: memkit playbook retire airline pit-00003 --reason "policy changed"
+    """
+    with open_bank(bank, write=True) as b:
+        pb = b.retire(name, item_id, reason)
+    if json:
+        return emit_json({"playbook": name, "version": pb.version, "item": item_id, "status": "retired"})
+    console.print(f"Retired {item_id}: {name} v{pb.version}.", highlight=False)
+
+
+@app.command()
+@handle_errors
+def restore(
+    name: str = typer.Argument(..., help="Playbook name."),
+    item_id: str = typer.Argument(..., help="Item id, e.g. pit-00003."),
+    reason: str = typer.Option(..., "--reason", "-r", help="Why it comes back."),
+    bank: Path = BankOption,
+    json: bool = JsonOption,
+):
+    """Restore a retired or quarantined item.
+
+    Example: memkit playbook restore airline pit-00003 --reason "retired by mistake"
+    """
+    with open_bank(bank, write=True) as b:
+        pb = b.restore(name, item_id, reason)
+    if json:
+        return emit_json({"playbook": name, "version": pb.version, "item": item_id, "status": "active"})
+    console.print(f"Restored {item_id}: {name} v{pb.version}.", highlight=False)
+
+
+@app.command()
+@handle_errors
+def why(
+    name: str = typer.Argument(..., help="Playbook name."),
+    item_id: str = typer.Argument(..., help="Item id, e.g. pit-00003."),
+    bank: Path = BankOption,
+    json: bool = JsonOption,
+):
+    """Show an item's full evidence: source runs, exposures and outcomes, tags, score history per version.
+
+    Example: memkit playbook why airline pit-00003
+    """
+    with open_bank(bank) as b:
+        d = b.why(name, item_id)
+    if json:
+        return emit_json(d)
+    item = d["item"]
+    say = lambda text: console.print(text, highlight=False, markup=False)  # noqa: E731
+    say(f"[{item['id']}] {item['status']}{' (' + item['status_reason'] + ')' if item.get('status_reason') else ''}")
+    say(item["text"])
+    outcomes = {}
+    for r in d["evidence"]:
+        outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+    say(f"Drawn from {len(d['evidence'])} runs ({', '.join(f'{n} {o}' for o, n in sorted(outcomes.items()))}); "
+        f"support: {item['provenance'].get('support')}; by {item['provenance'].get('by')}")
+    ex = d["exposures"]
+    if ex:
+        wins = sum(e["outcome"] == "success" for e in ex)
+        say(f"Shown in {len(ex)} runs ({sum(e['cited'] for e in ex)} cited it): {wins} succeeded.")
+        for e in ex[:20]:
+            say(f"  v{e['version']} {e['run']} task {e['task']} {e['outcome']}{' cited' if e['cited'] else ''}")
+        if len(ex) > 20:
+            say(f"  ... and {len(ex) - 20} more (--json for all)")
+    else:
+        say("Never shown to a run yet: no exposures, so no score.")
+    u = item.get("utility", {})
+    if u.get("reflector_tags"):
+        say("Reflector tags: " + ", ".join(f"{n} {t}" for t, n in sorted(u["reflector_tags"].items())))
+    say("History:")
+    for h in d["history"]:
+        hu = h["utility"]
+        figures = (f"advantage {hu['advantage']:+.2f} [{hu['lower']:+.2f}, {hu['upper']:+.2f}], q {hu['q']:.2f}, "
+                   f"{hu['exposures']} exposures" if hu.get("advantage") is not None else f"{hu.get('exposures', 0)} exposures")
+        say(f"  v{h['version']}: {h['status']}, {figures}")
+
+
+@app.command()
+@handle_errors
+def promote(
+    name: str = typer.Argument(..., help="Playbook name."),
+    version: Optional[int] = typer.Argument(None, help="Version to make stable (default: the latest)."),
+    reason: str = typer.Option("promoted by hand", "--reason", "-r", help="Why."),
+    bank: Path = BankOption,
+    json: bool = JsonOption,
+):
+    """Point the playbook's `stable` version (what exports use by default) at a version.
+
+    Example: memkit playbook promote airline 4
+    """
+    with open_bank(bank, write=True) as b:
+        v = b.promote(name, version, reason)
+    if json:
+        return emit_json({"playbook": name, "stable": v})
+    console.print(f"{name}: stable is now v{v}.", highlight=False)
+
+
+@app.command()
+@handle_errors
+def rollback(
+    name: str = typer.Argument(..., help="Playbook name."),
+    version: int = typer.Argument(..., help="Earlier version to make stable again."),
+    reason: str = typer.Option("rolled back by hand", "--reason", "-r", help="Why."),
+    bank: Path = BankOption,
+    json: bool = JsonOption,
+):
+    """Point `stable` back at an earlier version; later versions stay as candidates.
+
+    Example: memkit playbook rollback airline 3 --reason "v4 hurt refunds"
+    """
+    with open_bank(bank, write=True) as b:
+        v = b.rollback(name, version, reason)
+    if json:
+        return emit_json({"playbook": name, "stable": v})
+    console.print(f"{name}: stable is now v{v}.", highlight=False)

@@ -100,13 +100,35 @@ def run(con, cfg: Config, path: Path, name: str, *, dry_run: bool = False, git: 
         con.execute("ROLLBACK")
         raise
     if changed:
-        write_atomic(path, store.to_yaml(playbook))
-        if git:
-            commit = store.git_commit(path, commit_message(playbook, ops))
-            if commit:
-                store.set_git_commit(con, name, version, commit)
-                result.git_commit = commit
+        result.git_commit = publish(con, path, playbook, ops, git)
     return result
+
+
+def publish(con, path: Path, playbook: Playbook, ops: list[Operation], git: bool = True) -> Optional[str]:
+    """After the version row is durable: write the file atomically, then commit it to git if it is in a repo."""
+    write_atomic(path, store.to_yaml(playbook))
+    commit = store.git_commit(path, commit_message(playbook, ops)) if git else None
+    if commit:
+        store.set_git_commit(con, playbook.name, playbook.version, commit)
+    return commit
+
+
+def save_version(con, path: Path, name: str, change, git: bool = True) -> tuple[Playbook, Optional[str]]:
+    """Apply `change(playbook) -> operations` to the current playbook and write it as the next version
+    (for hand curation and purges; distill has its own path). Nothing is written when it returns none."""
+    playbook, current = sync_file(con, path, name)
+    ops = change(playbook)
+    if not ops:
+        return playbook, None
+    playbook.version = (current or 0) + 1
+    con.execute("BEGIN")
+    try:
+        store.record_version(con, playbook, current, ops)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return playbook, publish(con, path, playbook, ops, git)
 
 
 def commit_message(playbook: Playbook, ops: list[Operation]) -> str:

@@ -115,8 +115,11 @@ class Bank:
                output: Optional[Path] = None, version: Optional[int] = None):
         from memkit.prompts.export import export
 
+        from memkit.distill.curation import stable_version
+
         cfg = self.config.export
-        pb = self.load_playbook(name or self.config.playbook, version)
+        name = name or self.config.playbook
+        pb = self.load_playbook(name, version if version is not None else stable_version(self.con, name))
         return export(pb, target or cfg.target, self.config.sections, output=output, encoding=cfg.encoding,
                       budget=budget if budget is not None else cfg.budget,
                       min_evidence=self.config.scoring.min_evidence, exploration_share=cfg.exploration_share)
@@ -231,6 +234,47 @@ class Bank:
         from memkit.views import PlaybookView
 
         return PlaybookView(self, name or self.config.playbook)
+
+    # ---------------------------------------------------------------- curation and release
+
+    def retire(self, name: str, item_id: str, reason: str):
+        """Retire an item by hand (recorded as a version; nothing is deleted)."""
+        from memkit.distill.curation import set_status
+
+        return set_status(self.con, self.playbook_path(name), name, item_id, "retired", reason, self.config.git_commit)
+
+    def restore(self, name: str, item_id: str, reason: str):
+        """Bring a retired or quarantined item back (recorded as a version)."""
+        from memkit.distill.curation import set_status
+
+        return set_status(self.con, self.playbook_path(name), name, item_id, "active", reason, self.config.git_commit)
+
+    def why(self, name: str, item_id: str) -> dict:
+        """An item's full evidence: source runs, exposures with outcomes, tags, utility per version."""
+        from memkit.distill.curation import why
+
+        return why(self.con, self.load_playbook(name), item_id)
+
+    def stable(self, name: str) -> Optional[int]:
+        """The version exports use by default (None: the current file)."""
+        from memkit.distill.curation import stable_version
+
+        return stable_version(self.con, name)
+
+    def promote(self, name: str, version: Optional[int] = None, reason: str = "promoted by hand") -> int:
+        """Point `stable` at a version (default: the latest)."""
+        from memkit.distill.curation import set_pointer
+
+        version = version if version is not None else self.versions(name)[-1]["version"]
+        set_pointer(self.con, name, version, reason)
+        return version
+
+    def rollback(self, name: str, version: int, reason: str = "rolled back by hand") -> int:
+        """Point `stable` back at an earlier version."""
+        from memkit.distill.curation import rollback
+
+        rollback(self.con, name, version, reason)
+        return version
 
 
 def open(path: str | Path = ".", write: bool = False) -> Bank:  # noqa: A001 - mirrors builtins.open on purpose

@@ -140,4 +140,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0004_playbook_pointers",
+        """
+        CREATE TABLE playbook_pointers (
+            playbook VARCHAR NOT NULL,
+            pointer VARCHAR NOT NULL,   -- 'stable': the version exports use by default
+            version INTEGER NOT NULL,
+            reason VARCHAR,
+            set_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (playbook, pointer)
+        );
+        """,
+    ),
 ]

@@ -1,0 +1,188 @@
+"""Issue 5: utility from events (advantage over the task family's base rate), pruning rules, hand
+curation, the stable pointer, and budgeted selection with an exploration share."""
+
+import json
+import random
+
+from hypothesis import given, settings, strategies as st
+
+import memkit
+from memkit.cli.main import app
+from memkit.config import ScoringConfig
+from memkit.distill.score import Event, compute_utility, retirement_reason
+from helpers import playbook_items, run_obj, squash, stderr_lines, write_jsonl
+
+CFG = ScoringConfig()
+
+
+def _events(spec):
+    """spec: (family, success, cited) triples -> events with distinct runs."""
+    return [Event(f"r{i}", fam, 1.0 if ok else 0.0, ok, cited, (f"{i:04d}",)) for i, (fam, ok, cited) in enumerate(spec)]
+
+
+def _totals(events, control):
+    """Family totals over the exposed runs plus `control` unexposed (runs, successes) per family."""
+    fam = {}
+    for e in events:
+        n, s = fam.get(e.family, (0, 0.0))
+        fam[e.family] = (n + 1, s + e.y)
+    for f, (n, s) in control.items():
+        n0, s0 = fam.get(f, (0, 0.0))
+        fam[f] = (n0 + n, s0 + s)
+    return fam, (sum(n for n, _ in fam.values()), sum(s for _, s in fam.values()))
+
+
+specs = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.booleans(), st.booleans()), min_size=1, max_size=30)
+controls = st.fixed_dictionaries({f: st.tuples(st.integers(2, 20), st.integers(0, 2)) for f in "abc"}).map(
+    lambda d: {f: (n, float(min(s * n // 2, n))) for f, (n, s) in d.items()})
+
+
+@settings(max_examples=150, deadline=None)
+@given(specs, controls, st.randoms())
+def test_the_order_of_events_does_not_change_the_score(spec, control, rnd):
+    events = _events(spec)
+    fam, overall = _totals(events, control)
+    shuffled = events[:]
+    rnd.shuffle(shuffled)
+    assert compute_utility(shuffled, fam, overall, CFG) == compute_utility(events, fam, overall, CFG)
+
+
+@settings(max_examples=150, deadline=None)
+@given(specs, controls, st.sampled_from(["a", "b", "c"]), st.booleans(), st.integers(0, 30))
+def test_adding_a_success_never_lowers_q_or_the_advantage_within_a_family(spec, control, fam, cited, at):
+    spec = [(fam, ok, c) for _, ok, c in spec]  # one task family: its baseline is the runs without the item
+    events = _events(spec)
+    before = compute_utility(events, *_totals(events, control), CFG)
+    order = sorted(e.order for e in events)
+    new = Event("new", fam, 1.0, True, cited, (order[min(at, len(order) - 1)][0] + "x",))
+    more = events + [new]
+    after = compute_utility(more, *_totals(more, control), CFG)
+    assert after.q >= before.q
+    assert after.advantage >= before.advantage - 1e-9
+    assert after.successes == before.successes + 1
+
+
+def test_an_item_shown_only_on_easy_tasks_gets_no_credit_for_their_base_rate():
+    # Easy family: 90% of runs succeed with or without the item; hard family: 20%.
+    easy = _events([("easy", i % 10 != 0, False) for i in range(20)])
+    fam, overall = _totals(easy, {"easy": (20, 18.0), "hard": (20, 4.0)})
+    u = compute_utility(easy, fam, overall, CFG)
+    assert u.success_rate == 0.9 and u.base_rate == 0.9 and u.advantage == 0.0
+    assert u.lower < 0 < u.upper  # unproven either way
+    assert retirement_reason(u, CFG) is None
+
+
+def test_helpful_harmful_and_neutral_items():
+    control = {"t": (30, 15.0)}  # the task succeeds half the time without the item
+    helpful = _events([("t", i % 10 != 0, False) for i in range(30)])  # 90%
+    harmful = _events([("t", i % 10 == 0, False) for i in range(30)])  # 10%
+    neutral = _events([("t", i % 2 == 0, False) for i in range(30)])   # 50%
+    scores = {k: compute_utility(e, *_totals(e, control), CFG) for k, e in
+              (("helpful", helpful), ("harmful", harmful), ("neutral", neutral))}
+    assert scores["helpful"].lower > 0
+    assert scores["harmful"].upper < 0
+    assert scores["neutral"].lower < 0 < scores["neutral"].upper
+    reason = retirement_reason(scores["harmful"], CFG)
+    assert reason.startswith("evidence: makes runs worse: advantage -0.40") and "30 exposures" in reason
+    assert retirement_reason(scores["helpful"], CFG) is None and retirement_reason(scores["neutral"], CFG) is None
+
+
+def test_too_little_evidence_never_retires():
+    bad = _events([("t", False, True) for _ in range(CFG.min_evidence - 1)])
+    u = compute_utility(bad, *_totals(bad, {"t": (20, 18.0)}), CFG)
+    assert u.upper < 0 and retirement_reason(u, CFG) is None
+
+
+def test_reflector_tags_can_retire():
+    u = compute_utility([], {}, (0, 0.0), CFG, tags={"harmful": 4, "helpful": 1})
+    assert retirement_reason(u, CFG) == "tags: the reflector marked it harmful 4 times, helpful 1"
+    assert retirement_reason(compute_utility([], {}, (0, 0.0), CFG, tags={"harmful": 4, "helpful": 2}), CFG) is None
+
+
+# ---------------------------------------------------------------- hand curation and the stable pointer
+
+
+def test_retire_restore_and_why(runner, distilled, bank_sql):
+    item = next(iter(playbook_items(distilled)))
+    result = runner.invoke(app, ["playbook", "retire", "default", item, "--reason", "policy changed"])
+    assert result.exit_code == 0, result.output
+    assert squash(result.stdout) == f"Retired {item}: default v2."
+    items = playbook_items(distilled)
+    assert items[item]["status"] == "retired" and items[item]["status_reason"] == "by hand: policy changed"
+    assert runner.invoke(app, ["playbook", "retire", "default", item, "-r", "again"]).exit_code == 1
+    result = runner.invoke(app, ["playbook", "restore", "default", item, "--reason", "back", "--json"])
+    assert json.loads(result.stdout) == {"playbook": "default", "version": 3, "item": item, "status": "active"}
+    assert playbook_items(distilled)[item]["status"] == "active"
+    ops = [json.loads(o) for (o,) in bank_sql("SELECT operations FROM playbook_versions ORDER BY version")]
+    assert ops[1] == [{"op": "RETIRE", "item_id": item, "reason": "by hand: policy changed"}]
+    assert ops[2] == [{"op": "RESTORE", "item_id": item, "reason": "by hand: back"}]
+
+    why = json.loads(runner.invoke(app, ["playbook", "why", "default", item, "--json"]).stdout)
+    assert [h["status"] for h in why["history"]] == ["active", "retired", "active"]
+    assert {r["run"] for r in why["evidence"]} == set(playbook_items(distilled)[item]["provenance"]["evidence"])
+    text = runner.invoke(app, ["playbook", "why", "default", item]).stdout
+    assert "Never shown to a run yet" in text and "v2: retired" in text
+
+    missing = runner.invoke(app, ["playbook", "why", "default", "pit-09999"])
+    assert missing.exit_code == 1 and stderr_lines(missing) == ["Error: playbook 'default' has no item pit-09999"]
+
+
+def test_exports_use_the_stable_version(runner, distilled):
+    item = next(iter(playbook_items(distilled)))
+    runner.invoke(app, ["playbook", "retire", "default", item, "-r", "try without it"])
+    assert f"[{item}]" not in runner.invoke(app, ["export"]).stdout  # no stable pointer: the current file
+    assert runner.invoke(app, ["playbook", "promote", "default", "2"]).exit_code == 0
+    assert runner.invoke(app, ["playbook", "rollback", "default", "1", "-r", "v2 hurt"]).stdout.strip() == \
+        "default: stable is now v1."
+    assert f"[{item}]" in runner.invoke(app, ["export"]).stdout  # stable v1 still has it
+    log = json.loads(runner.invoke(app, ["playbook", "log", "default", "--json"]).stdout)
+    assert [v["stable"] for v in log] == [True, False]
+    bad = runner.invoke(app, ["playbook", "rollback", "default", "2"])
+    assert stderr_lines(bad) == ["Error: rollback goes to an earlier version than the stable v1; use promote for v2"]
+
+
+# ---------------------------------------------------------------- budgeted selection
+
+
+def test_budget_keeps_an_exploration_share_for_unproven_items(runner, distilled):
+    items = list(playbook_items(distilled))
+    proven, fresh = items[0], items[1]
+    # Make `proven` proven and helpful: many successful runs cite it.
+    runs = [run_obj(i, success=True, cite=proven) for i in range(12)]
+    write_jsonl(distilled / "new.jsonl", runs)
+    runner.invoke(app, ["ingest", "new.jsonl", "--playbook", "default@1"])
+    runner.invoke(app, ["distill"])
+    with memkit.open(distilled) as b:
+        pb = b.load_playbook("default")
+        assert pb.get(proven).utility.exposures >= 5 and pb.get(proven).utility.advantage > 0
+        full = b.export(budget=100000)
+        small = b.export(budget=full.tokens - 1)
+        assert small.tokens <= full.tokens - 1 and proven in small.included
+
+
+def _item(n: int, exposures: int, advantage, evidence: int = 3):
+    from memkit.model import PlaybookItem, Provenance, Utility
+
+    u = Utility(exposures=exposures, advantage=advantage) if exposures else Utility()
+    return PlaybookItem(id=f"str-{n:05d}", section="strategies", text=f"Lesson number {n} " + "word " * 20,
+                        utility=u, provenance=Provenance(added_in=1, evidence=[f"r{k}" for k in range(evidence)]))
+
+
+def test_unproven_items_get_their_share_and_proven_helpful_ones_the_rest():
+    from memkit.model import Playbook
+    from memkit.prompts.export import Exporter
+
+    proven = [_item(i, 20, 0.3) for i in range(1, 9)]
+    harmful = [_item(20, 20, -0.2)]
+    unproven = [_item(i, 0, None) for i in range(30, 34)]
+    ex = Exporter(Playbook(name="p", version=1, items=proven + harmful + unproven), "system-prompt",
+                  ["strategies"], "o200k_base")
+    line = ex.tokens(ex.render(proven[:1])) - ex.tokens(ex.render([]))
+    budget = ex.tokens(ex.render([])) + 5 * line
+    chosen, left = ex.select(budget, min_evidence=5, exploration_share=0.2)
+    ids = {i.id for i in chosen}
+    assert ex.tokens(ex.render(chosen)) <= budget
+    assert len(ids & {i.id for i in unproven}) == 1  # the exploration share: one item's worth of tokens
+    assert len(ids & {i.id for i in proven}) >= 3 and harmful[0].id not in ids
+    none, _ = ex.select(budget, min_evidence=5, exploration_share=0.0)
+    assert not {i.id for i in none} & {i.id for i in unproven}  # without a share, proven helpers win
