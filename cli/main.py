@@ -2,7 +2,7 @@
 
 import typer
 
-from memkit.cli import demo, distill, export, ingest, init, playbook, stats
+from memkit.cli import demo, distill, evaluate, export, ingest, init, playbook, stats
 
 app = typer.Typer(
     name="memkit",
@@ -19,6 +19,7 @@ app.command()(export.export)
 app.command()(stats.stats)
 app.command()(stats.formats)
 app.command()(demo.demo)
+app.command(name="eval")(evaluate.eval)
 app.add_typer(playbook.app, name="playbook")
 
 

@@ -276,6 +276,13 @@ class Bank:
         rollback(self.con, name, version, reason)
         return version
 
+    def eval(self, name: str, config: Path, arms: tuple[str, str] = ("stable", "latest"),
+             on_progress=lambda done, total: None) -> dict:
+        """Run the user's agent over a task set with two arms' context files and compare them."""
+        from memkit.distill.evaluate import evaluate
+
+        return evaluate(self, name, Path(config), arms, on_progress)
+
 
 def open(path: str | Path = ".", write: bool = False) -> Bank:  # noqa: A001 - mirrors builtins.open on purpose
     """Open the bank at `path` or the nearest folder above it that has one. Read-only unless write=True."""

@@ -1,0 +1,200 @@
+"""`memkit eval`: run the user's agent over a task set with two context files (arms), ingest the runs
+it writes, and compare success rates with confidence intervals.
+
+The agent is a command template (`python my_agent.py --task {task_file} --context {context_file}
+--out {run_file}`), split with shlex and run without a shell. A run file that exists is not run
+again, so an interrupted eval resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import shlex
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import NormalDist
+from typing import Callable, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from memkit.errors import MemkitError
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str  # command template with {task_file}, {context_file}, {run_file}, {task_id}, {arm}
+    tasks: str  # glob of task files, relative to the config file
+    trials: int = Field(1, ge=1)
+    parallel: int = Field(2, ge=1)
+    timeout: float = Field(600, gt=0)
+    target: str = "system-prompt"
+    confidence: float = 0.95
+
+
+class EvalConfigError(MemkitError):
+    "The eval configuration is not valid."
+
+
+def load_config(path: Path) -> tuple[EvalConfig, list[Path]]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        cfg = EvalConfig.model_validate(data)
+    except OSError as e:
+        raise EvalConfigError(f"{path}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError:
+        raise EvalConfigError(f"{path}: not valid YAML") from None
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise EvalConfigError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    tasks = sorted(Path(p) for p in glob.glob(str(Path(path).parent / cfg.tasks)))
+    if not tasks:
+        raise EvalConfigError(f"{path}: tasks {cfg.tasks!r} match no file")
+    return cfg, tasks
+
+
+@dataclass
+class Arm:
+    label: str  # "v3", "none"
+    version: Optional[int]
+    context_file: Path
+    run_files: list[Path] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # agent invocations that exited non-zero
+
+
+def wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+def difference_bounds(k1: int, n1: int, k2: int, n2: int, confidence: float) -> tuple[float, float]:
+    """Newcombe's interval for p1 - p2 (from the two Wilson intervals): sound at small n and at 0% / 100%."""
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson(k1, n1, confidence)
+    l2, u2 = wilson(k2, n2, confidence)
+    d = p1 - p2
+    return d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def run_agent(cfg: EvalConfig, arm: Arm, tasks: list[Path], workdir: Path,
+              on_done: Callable[[], None] = lambda: None) -> None:
+    """Run every task × trial for one arm (in parallel), skipping run files that already exist."""
+    out = workdir / arm.label
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for task in tasks:
+        for trial in range(cfg.trials):
+            run_file = out / f"{task.stem}-{trial}.json"
+            arm.run_files.append(run_file)
+            if run_file.exists():
+                on_done()
+                continue
+            values = {"task_file": str(task), "context_file": str(arm.context_file), "run_file": str(run_file),
+                      "task_id": task.stem, "arm": arm.label, "trial": str(trial)}
+            jobs.append((task.stem, [part.format(**values) for part in shlex.split(cfg.agent)], run_file))
+
+    def one(job):
+        task_id, argv, run_file = job
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=cfg.timeout)
+            ok = done.returncode == 0 and run_file.exists()
+            detail = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        except subprocess.TimeoutExpired:
+            ok, detail = False, f"timed out after {cfg.timeout:g}s"
+        except OSError as e:
+            ok, detail = False, e.strerror or str(e)
+        if not ok:
+            arm.failed.append(f"{task_id}: {detail}")
+        on_done()
+
+    with ThreadPoolExecutor(cfg.parallel) as pool:
+        list(pool.map(one, jobs))
+
+
+def arm_result(con, arm: Arm, confidence: float) -> dict:
+    ids = [str(p) for p in arm.run_files if p.exists()]
+    rows = con.execute(
+        "SELECT outcome, count(*) FROM trajectories WHERE list_contains(?, source_uri) GROUP BY 1", [ids]).fetchall()
+    counts = dict(rows)
+    n = sum(v for k, v in counts.items() if k in ("success", "failure", "partial"))
+    k = counts.get("success", 0)
+    lo, hi = wilson(k, n, confidence)
+    return {"arm": arm.label, "version": arm.version, "runs": n, "successes": k,
+            "success_rate": round(k / n, 4) if n else None, "lower": round(lo, 4), "upper": round(hi, 4),
+            "agent_failures": arm.failed}
+
+
+def verdict(a: dict, b: dict, confidence: float) -> dict:
+    """Is arm b (the candidate) worse than arm a (the baseline)? Only when the whole interval of b - a is below 0."""
+    if not a["runs"] or not b["runs"]:
+        return {"difference": None, "lower": None, "upper": None, "worse": False, "reason": "no runs to compare"}
+    lo, hi = difference_bounds(b["successes"], b["runs"], a["successes"], a["runs"], confidence)
+    d = b["successes"] / b["runs"] - a["successes"] / a["runs"]
+    worse = hi < 0
+    reason = (f"{b['arm']} succeeded {b['successes']}/{b['runs']} vs {a['arm']} {a['successes']}/{a['runs']}: "
+              f"difference {d:+.2f} [{lo:+.2f}, {hi:+.2f}]" + (" — worse" if worse else " — not shown worse"))
+    return {"difference": round(d, 4), "lower": round(lo, 4), "upper": round(hi, 4), "worse": worse, "reason": reason}
+
+
+def _resolve_arm(bank, name: str, spec: str) -> Optional[int]:
+    spec = spec.strip().lower()
+    if spec == "none":
+        return None
+    versions = [v["version"] for v in bank.versions(name)]
+    if spec == "latest":
+        return versions[-1]
+    if spec == "stable":
+        stable = bank.stable(name)
+        return stable if stable is not None else versions[-1]
+    number = spec.lstrip("v")
+    if not number.isdigit() or int(number) not in versions:
+        raise EvalConfigError(f"arm {spec!r} is not none, latest, stable or a version of {name!r} ({versions[0]}..{versions[-1]})")
+    return int(number)
+
+
+def evaluate(bank, name: str, config_path: Path, arms: tuple[str, str] = ("stable", "latest"),
+             on_progress: Callable[[int, int], None] = lambda done, total: None) -> dict:
+    """Run the agent with each arm's context over the task set, ingest its runs, compare the arms."""
+    cfg, tasks = load_config(config_path)
+    resolved = [_resolve_arm(bank, name, a) for a in arms]
+    labels = [f"v{v}" if v is not None else "none" for v in resolved]
+    if labels[0] == labels[1]:
+        raise EvalConfigError(f"both arms are {labels[0]}: nothing to compare")
+    workdir = bank.root / ".memkit" / "eval" / f"{name}-{labels[0]}-vs-{labels[1]}"
+    arm_objs = []
+    for label, version in zip(labels, resolved):
+        context = workdir / label / "context.md"
+        if version is None:
+            context.parent.mkdir(parents=True, exist_ok=True)
+            context.write_text("", encoding="utf-8")
+        else:
+            bank.export(name, cfg.target, version=version, output=context)
+        arm_objs.append(Arm(label, version, context))
+    total, done = 2 * len(tasks) * cfg.trials, 0
+
+    def tick():
+        nonlocal done
+        done += 1
+        on_progress(done, total)
+
+    for arm in arm_objs:
+        run_agent(cfg, arm, tasks, workdir, tick)
+        files = [p for p in arm.run_files if p.exists()]
+        if files:
+            bank.ingest(files, playbook=f"{name}@{arm.version}" if arm.version is not None else None)
+    results = [arm_result(bank.con, arm, cfg.confidence) for arm in arm_objs]
+    a_items = {i.id for i in bank.load_playbook(name, resolved[0]).active()} if resolved[0] is not None else set()
+    b_items = {i.id for i in bank.load_playbook(name, resolved[1]).active()} if resolved[1] is not None else set()
+    return {"playbook": name, "tasks": len(tasks), "trials": cfg.trials, "workdir": str(workdir),
+            "arms": results, "verdict": verdict(results[0], results[1], cfg.confidence),
+            "only_in": {labels[0]: sorted(a_items - b_items), labels[1]: sorted(b_items - a_items)}}
