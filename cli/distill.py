@@ -24,10 +24,20 @@ def _report(result, json: bool) -> None:
         console.print(f"Playbook {result.playbook} v{result.version} written to {result.path}{git}.")
 
 
+def _report_gate(report: dict) -> None:
+    console.print(f"Gate: {report['verdict']['reason']}", highlight=False, markup=False)
+    if report["promoted"]:
+        console.print(f"Promoted v{report['stable']} to stable.", highlight=False)
+    else:
+        kept = f"stable stays v{report['stable']}" if report["stable"] is not None else "no stable version"
+        console.print(f"Not promoted: the new version stays a candidate; {kept}.", highlight=False)
+
+
 @handle_errors
 def distill(
     playbook: Optional[str] = typer.Option(None, "--playbook", "-p", help="Playbook to distill into (default: `playbook` in memkit.yaml)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the operations without writing anything."),
+    gate: Optional[Path] = typer.Option(None, "--gate", help="eval.yaml of a held-out task set: promote the new version to stable only if it is not worse."),
     bank: Path = BankOption,
     json: bool = JsonOption,
 ):
@@ -36,7 +46,13 @@ def distill(
     Example: memkit distill --playbook airline
     """
     with open_bank(bank, write=True) as b:
-        _report(b.distill(playbook, dry_run=dry_run), json)
+        result = b.distill(playbook, dry_run=dry_run)
+        report = b.gate(result.playbook, gate, result.version) if gate and result.version and not dry_run else None
+    if json:
+        return emit_json({**result.as_dict(), **({"gate": report} if report else {})})
+    _report(result, False)
+    if report:
+        _report_gate(report)
 
 
 @handle_errors

@@ -198,3 +198,25 @@ def evaluate(bank, name: str, config_path: Path, arms: tuple[str, str] = ("stabl
     return {"playbook": name, "tasks": len(tasks), "trials": cfg.trials, "workdir": str(workdir),
             "arms": results, "verdict": verdict(results[0], results[1], cfg.confidence),
             "only_in": {labels[0]: sorted(a_items - b_items), labels[1]: sorted(b_items - a_items)}}
+
+
+def gate(bank, name: str, config: Path, candidate: int) -> dict:
+    """The acceptance gate: promote `candidate` to stable only if an eval on the gate's (held-out) task
+    set does not show it worse than the current stable version (or, with none, the version before it).
+    A rejected candidate stays a version but not stable; the stable pointer is pinned to the baseline."""
+    from memkit.distill.curation import set_pointer
+
+    stable = bank.stable(name)
+    baseline = stable if stable is not None else (candidate - 1 if candidate > 1 else None)
+    report = evaluate(bank, name, config, (f"v{baseline}" if baseline is not None else "none", f"v{candidate}"))
+    v = report["verdict"]
+    if v["worse"]:
+        if stable is None and baseline is not None:
+            set_pointer(bank.con, name, baseline, f"gate kept v{baseline}: {v['reason']}")
+        report["promoted"] = False
+        report["stable"] = bank.stable(name)
+    else:
+        set_pointer(bank.con, name, candidate, f"gate: {v['reason']}")
+        report["promoted"] = True
+        report["stable"] = candidate
+    return report

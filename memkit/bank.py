@@ -283,6 +283,12 @@ class Bank:
 
         return evaluate(self, name, Path(config), arms, on_progress)
 
+    def gate(self, name: str, config: Path, candidate: int) -> dict:
+        """Promote `candidate` to stable only if an eval on the gate's task set does not show it worse."""
+        from memkit.distill.evaluate import gate
+
+        return gate(self, name, Path(config), candidate)
+
 
 def open(path: str | Path = ".", write: bool = False) -> Bank:  # noqa: A001 - mirrors builtins.open on purpose
     """Open the bank at `path` or the nearest folder above it that has one. Read-only unless write=True."""

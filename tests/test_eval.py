@@ -5,14 +5,14 @@ import sys
 from pathlib import Path
 
 from memkit.cli.main import app
-from helpers import playbook_items, stderr_lines
+from helpers import playbook_items, squash, stderr_lines
 
 AGENT = Path(__file__).with_name("scripted_agent.py")
 
 
 def _setup(root: Path, needs: str, n_tasks: int = 6) -> Path:
     tasks = root / "tasks"
-    tasks.mkdir()
+    tasks.mkdir(parents=True)
     for i in range(n_tasks):
         (tasks / f"t{i}.json").write_text(json.dumps({"id": f"t{i}", "needs": needs, "prompt": f"task {i}"}))
     cfg = root / "eval.yaml"
@@ -61,3 +61,43 @@ def test_eval_config_errors_are_one_line(runner, distilled):
     cfg = _setup(distilled, "x")
     result = runner.invoke(app, ["eval", "default", "-c", str(cfg), "--baseline", "v9"])
     assert stderr_lines(result) == ["Error: arm 'v9' is not none, latest, stable or a version of 'default' (1..1)"]
+
+
+def _frobnicate_runs(n: int):
+    """Runs whose tool `frobnicate` fails the same way: the heuristic reflector turns them into a new pitfall."""
+    return [{"task_id": f"frob-{i}", "success": False, "messages": [
+        {"role": "user", "content": f"please frobnicate widget {i}"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"c{i}", "type": "function", "function": {"name": "frobnicate", "arguments": "{\"widget\": %d}" % i}}]},
+        {"role": "tool", "tool_call_id": f"c{i}", "name": "frobnicate", "content": f"Error: widget {i} is jammed"},
+        {"role": "assistant", "content": "Sorry, it failed."}]} for i in range(n)]
+
+
+def test_the_gate_rejects_a_version_that_drops_a_helpful_item_and_accepts_one_that_adds_one(runner, distilled):
+    from helpers import run_obj, write_jsonl
+
+    items = playbook_items(distilled)
+    helpful = next(iter(items))
+    cfg = _setup(distilled, f"[{helpful}]")
+    # Evidence (wrongly) against the helpful item: runs that carried v1 cite it and fail. Distill retires it.
+    write_jsonl(distilled / "bad.jsonl", [run_obj(i, success=True) for i in range(10)]
+                + [run_obj(100 + i, success=False, cite=helpful) for i in range(10)])
+    runner.invoke(app, ["ingest", "bad.jsonl", "--playbook", "default@1"])
+    result = runner.invoke(app, ["distill", "--gate", str(cfg)])
+    assert result.exit_code == 0, result.output
+    out = squash(result.stdout)
+    assert f"RETIRE {helpful}" in out and "Playbook default v2 written" in out
+    assert "Gate: v2 succeeded 0/6 vs v1 6/6" in out and "Not promoted: the new version stays a candidate; stable stays v1." in out
+    assert f"[{helpful}]" in runner.invoke(app, ["export"]).stdout  # exports keep using stable v1
+
+    # A version that adds a lesson the tasks need is promoted.
+    cfg2 = _setup(distilled / "second", "frobnicate")
+    write_jsonl(distilled / "frob.jsonl", _frobnicate_runs(3))
+    runner.invoke(app, ["ingest", "frob.jsonl"])
+    result = runner.invoke(app, ["distill", "--gate", str(cfg2), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["version"] == 3 and any(op["op"] == "ADD" for op in report["operations"])
+    assert report["gate"]["promoted"] is True and report["gate"]["stable"] == 3
+    assert report["gate"]["arms"][0]["arm"] == "v1" and report["gate"]["arms"][1]["successes"] == 6
+    assert "frobnicate" in runner.invoke(app, ["export"]).stdout
