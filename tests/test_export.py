@@ -132,8 +132,8 @@ def test_budget_prefers_items_with_more_utility_per_token(distilled):
         pb = b.load_playbook("default")
         pb.items = pb.items[:2]
         pb.items[1].text = pb.items[0].text  # same length: same cost
-        pb.items[1].utility.exposures, pb.items[1].utility.lower = 50, 0.9
-        pb.items[0].utility.exposures, pb.items[0].utility.lower = 50, 0.1
+        pb.items[1].utility.exposures, pb.items[1].utility.advantage = 50, 0.3
+        pb.items[0].utility.exposures, pb.items[0].utility.advantage = 50, 0.05
         from memkit.prompts.export import export
 
         full = export(pb, "system-prompt", b.config.sections)
