@@ -9,6 +9,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--task", required=True)
 parser.add_argument("--context", required=True)
 parser.add_argument("--out", required=True)
+parser.add_argument("--trial", default="0")
 args = parser.parse_args()
 
 task = json.loads(Path(args.task).read_text())
@@ -19,7 +20,7 @@ run = {
     "success": ok,
     "messages": [
         {"role": "system", "content": context[:200]},
-        {"role": "user", "content": task["prompt"]},
+        {"role": "user", "content": f"{task['prompt']} (trial {args.trial})"},
         {"role": "assistant", "content": "Done." if ok else "I could not do it."},
     ],
 }

@@ -101,3 +101,33 @@ def test_the_gate_rejects_a_version_that_drops_a_helpful_item_and_accepts_one_th
     assert report["gate"]["promoted"] is True and report["gate"]["stable"] == 3
     assert report["gate"]["arms"][0]["arm"] == "v1" and report["gate"]["arms"][1]["successes"] == 6
     assert "frobnicate" in runner.invoke(app, ["export"]).stdout
+
+
+def test_scores_from_eval_runs_tell_helpful_harmful_and_neutral_items_apart(runner, distilled):
+    """The agent succeeds exactly when its context holds H and not X; N does nothing. Four arms
+    (none, v1 = H+X+N, v2 = v1 - X, v3 = v2 - N) give the exposures that tell them apart."""
+    ids = list(playbook_items(distilled))
+    h, x, n = ids[:3]
+    tasks = distilled / "tasks"
+    tasks.mkdir()
+    for i in range(6):
+        (tasks / f"t{i}.json").write_text(json.dumps({"id": f"t{i}", "needs": f"[{h}]", "hurt_by": f"[{x}]",
+                                                      "prompt": f"task {i}"}))
+    cfg = distilled / "eval.yaml"
+    cfg.write_text(f"agent: {sys.executable} {AGENT} --task {{task_file}} --context {{context_file}} "
+                   f"--out {{run_file}} --trial {{trial}}\ntasks: tasks/*.json\ntrials: 2\nparallel: 2\n")
+    runner.invoke(app, ["playbook", "retire", "default", x, "-r", "arm without x"])   # v2
+    runner.invoke(app, ["playbook", "retire", "default", n, "-r", "arm without n"])   # v3
+    for a, b in (("none", "1"), ("2", "3")):
+        result = runner.invoke(app, ["eval", "default", "-c", str(cfg), "--baseline", a, "--candidate", b, "--json"])
+        assert result.exit_code == 0, result.output
+    runner.invoke(app, ["playbook", "restore", "default", x, "-r", "let the evidence decide"])
+    runner.invoke(app, ["playbook", "restore", "default", n, "-r", "let the evidence decide"])
+    result = runner.invoke(app, ["score"])
+    assert result.exit_code == 0, result.output
+    items = playbook_items(distilled)
+    uh, ux, un = (items[i]["utility"] for i in (h, x, n))
+    assert uh["exposures"] == 36 and uh["lower"] > 0                      # helpful: the bound rises above zero
+    assert items[x]["status"] == "retired" and ux["upper"] < 0             # harmful: retired on evidence
+    assert items[x]["status_reason"].startswith("evidence: makes runs worse")
+    assert un["lower"] < 0 < un["upper"] and items[n]["status"] == "active"  # neutral: stays unproven
