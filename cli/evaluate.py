@@ -40,3 +40,9 @@ def eval(
     for label, items in report["only_in"].items():
         if items:
             console.print(f"only in {label}: {', '.join(items)}", highlight=False)
+    shown = [i for i in report["items"] if i["advantage"] is not None]
+    if shown:
+        console.print("Items, by advantage over their task families' base rate (all exposures so far):")
+        for i in shown[:10]:
+            console.print(f"  {i['id']}: {i['advantage']:+.2f} [{i['lower']:+.2f}, {i['upper']:+.2f}] over"
+                          f" {i['exposures']} exposures", highlight=False)

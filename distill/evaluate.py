@@ -193,11 +193,29 @@ def evaluate(bank, name: str, config_path: Path, arms: tuple[str, str] = ("stabl
         if files:
             bank.ingest(files, playbook=f"{name}@{arm.version}" if arm.version is not None else None)
     results = [arm_result(bank.con, arm, cfg.confidence) for arm in arm_objs]
+    attribution = _attribution(bank, name, [v for v in resolved if v is not None])
     a_items = {i.id for i in bank.load_playbook(name, resolved[0]).active()} if resolved[0] is not None else set()
     b_items = {i.id for i in bank.load_playbook(name, resolved[1]).active()} if resolved[1] is not None else set()
     return {"playbook": name, "tasks": len(tasks), "trials": cfg.trials, "workdir": str(workdir),
             "arms": results, "verdict": verdict(results[0], results[1], cfg.confidence),
-            "only_in": {labels[0]: sorted(a_items - b_items), labels[1]: sorted(b_items - a_items)}}
+            "only_in": {labels[0]: sorted(a_items - b_items), labels[1]: sorted(b_items - a_items)},
+            "items": attribution}
+
+
+def _attribution(bank, name: str, versions: list[int]) -> list[dict]:
+    """Per item of the arms' versions: its utility from every exposure so far, these runs included
+    (recorded as exposures here; the playbook file itself changes at the next distill or score)."""
+    from memkit.distill.score import _family_totals, compute_utility, item_events, record_exposures
+
+    record_exposures(bank.con, name)
+    events = item_events(bank.con, name)
+    families, overall = _family_totals(bank.con)
+    ids = sorted({i.id for v in versions for i in bank.load_playbook(name, v).active()})
+    out = []
+    for item_id in ids:
+        u = compute_utility(events.get(item_id, []), families, overall, bank.config.scoring)
+        out.append({"id": item_id, "exposures": u.exposures, "advantage": u.advantage, "lower": u.lower, "upper": u.upper})
+    return sorted(out, key=lambda r: (r["advantage"] is None, -(r["advantage"] or 0), r["id"]))
 
 
 def gate(bank, name: str, config: Path, candidate: int) -> dict:

@@ -34,6 +34,8 @@ def test_a_version_that_drops_a_helpful_item_is_shown_worse(runner, distilled, b
     assert (v2["arm"], v2["successes"], v2["runs"]) == ("v2", 0, 6)
     assert report["verdict"]["worse"] is True and report["verdict"]["upper"] < 0
     assert report["only_in"] == {"v1": [helpful], "v2": []}
+    attribution = {i["id"]: i for i in report["items"]}
+    assert attribution[helpful]["exposures"] == 6 and attribution[helpful]["advantage"] > 0
     # The runs were ingested with the arm's playbook version: they are exposures for scoring.
     assert bank_sql("SELECT playbook_version, count(*) FROM trajectories WHERE playbook = 'default' GROUP BY 1 ORDER BY 1") == [(1, 6), (2, 6)]
 
