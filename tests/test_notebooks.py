@@ -98,9 +98,9 @@ def normalised(book) -> list[str]:
     return cells
 
 
-def test_the_three_notebooks_exist():
+def test_the_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == ["01_explore_runs.ipynb", "02_playbook_evolution.ipynb",
-                                           "03_context_budget.ipynb"]
+                                           "03_context_budget.ipynb", "04_item_scores.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
