@@ -15,12 +15,12 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 from typing import Callable, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from memkit.distill.score import wilson
 from memkit.errors import MemkitError
 
 
@@ -64,17 +64,6 @@ class Arm:
     context_file: Path
     run_files: list[Path] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # agent invocations that exited non-zero
-
-
-def wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, c - h), min(1.0, c + h)
 
 
 def difference_bounds(k1: int, n1: int, k2: int, n2: int, confidence: float) -> tuple[float, float]:
