@@ -71,3 +71,46 @@ def text_of(content: Any, where: str) -> Optional[str]:
     if isinstance(content, (int, float)):
         return str(content)
     raise RecordError(f"{where}: content must be text or a list of parts, not {type(content).__name__}")
+
+
+import orjson  # noqa: E402  (helpers appended below the original ones)
+
+# orjson, which writes every stored row, refuses values nested deeper than 254 levels; readers
+# reject deeper records up front, leaving room for the rows and hashes that wrap a value.
+MAX_NESTING = 200
+_WRAP = 254 - MAX_NESTING
+
+
+def dumps_checked(value: Any, where: str) -> bytes:
+    """orjson.dumps(value), or RecordError when the value is nested more than MAX_NESTING levels deep."""
+    wrapped = value
+    for _ in range(_WRAP):
+        wrapped = [wrapped]
+    try:
+        data = orjson.dumps(wrapped)
+    except orjson.JSONEncodeError as e:
+        if "Recursion" in str(e):
+            raise RecordError(f"{where}: nested more than {MAX_NESTING} levels deep") from None
+        raise RecordError(f"{where}: cannot be stored as JSON ({e})") from None
+    return data[_WRAP:-_WRAP]
+
+
+def check_nesting(value: Any, where: str) -> None:
+    """RecordError when `value` is nested more than MAX_NESTING levels deep."""
+    wrapped = value
+    for _ in range(_WRAP):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        dumps_checked(value, where)  # raises with the reason
+
+
+def join_json(parts: list[bytes]) -> bytes:
+    """A JSON array of already-serialized values (e.g. the redacted lines of one session)."""
+    return b"[" + b",".join(parts) + b"]"
+
+
+def may_nest_deeply(data: bytes) -> bool:
+    """Whether serialized JSON could be nested more than MAX_NESTING deep (a cheap test before the real one)."""
+    return data.count(b"[") + data.count(b"{") > MAX_NESTING
