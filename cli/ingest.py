@@ -12,12 +12,16 @@ def ingest(
     paths: List[str] = typer.Argument(..., help="Files, folders (recursive) or glob patterns of agent runs."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Force a format instead of detecting it (see `memkit formats`)."),
     playbook: Optional[str] = typer.Option(None, "--playbook", help="NAME@VERSION the runs had in context (counts as an exposure of its items)."),
+    outcomes_file: Optional[Path] = typer.Option(None, "--outcomes", help="Evaluation report giving runs their outcome: JSON map or CSV of run/instance id → success/reward/outcome, or a SWE-bench report."),
+    mapping: Optional[Path] = typer.Option(None, "--map", help="YAML mapping of where a generic JSON/JSONL format keeps messages, roles, tool calls, outcome, task id."),
     bank: Path = BankOption,
     json: bool = JsonOption,
 ):
     """Read agent runs into the bank. Re-ingesting the same runs adds nothing.
 
     Example: memkit ingest runs/ --playbook airline@3
+    Example: memkit ingest swe-runs/ --outcomes results.json
+    Example: memkit ingest logs.jsonl --map map.yaml
     """
     with open_bank(bank, write=True) as b:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -25,7 +29,7 @@ def ingest(
             files = progress.add_task("files", total=None)
             records = progress.add_task("records", total=None)
             result = b.ingest(
-                paths, format=format, playbook=playbook,
+                paths, format=format, playbook=playbook, outcomes=outcomes_file, mapping=mapping,
                 on_file=lambda path, i: progress.update(files, completed=i, description=f"files ({path.name})"),
                 on_records=lambda n: progress.advance(records, n),
             )
@@ -37,6 +41,8 @@ def ingest(
         console.print(f"Ingested {result.files} file(s), {result.records} records: {result.added} runs added"
                       + (f" ({outcomes})" if outcomes else "")
                       + f", {result.duplicates} skipped as duplicates, {result.rejected} rejected.")
+        if result.outcomes_matched is not None:
+            console.print(f"Outcomes from {outcomes_file}: {result.outcomes_matched} run(s) matched.", highlight=False)
         if result.redactions:
             console.print("Redacted secrets: " + ", ".join(f"{n} {k}" for k, n in sorted(result.redactions.items())))
         for line in result.reject_lines:

@@ -81,7 +81,10 @@ class Bank:
     # ---------------------------------------------------------------- commands
 
     def ingest(self, paths: Iterable[str | Path], *, format: Optional[str] = None, playbook: Optional[str] = None,
-               on_file: Callable = lambda path, index: None, on_records: Callable = lambda n: None):
+               on_file: Callable = lambda path, index: None, on_records: Callable = lambda n: None,
+               outcomes: Optional[str | Path] = None, mapping: Optional[str | Path] = None):
+        """Read runs into the bank. `outcomes`: an evaluation report (JSON map, CSV, SWE-bench report) of
+        run/instance id → success or reward; `mapping`: a YAML file saying where a generic JSON keeps its fields."""
         from memkit.stores.formats import ReadContext
         from memkit.stores.ingest import ingest_files
 
@@ -89,7 +92,8 @@ class Bank:
         ctx = ReadContext(c.success_threshold, c.failure_threshold, c.error_prefixes)
         latest = dict(self.con.execute("SELECT playbook, max(version) FROM playbook_versions GROUP BY 1").fetchall())
         return ingest_files(self.con, paths, ctx, format=format, playbook_ref=playbook, batch_size=c.batch_size,
-                            latest_versions=latest, on_file=on_file, on_records=on_records)
+                            latest_versions=latest, on_file=on_file, on_records=on_records, outcomes=outcomes,
+                            mapping=mapping)
 
     def distill(self, playbook: Optional[str] = None, *, dry_run: bool = False):
         from memkit.distill.pipeline import run

@@ -24,7 +24,7 @@ from memkit.stores.records import Record, Redactions, read_records
 
 MAX_UNDETECTED = 100  # records without a recognised format before a file is called "not a trajectory file"
 RUN_ID_LENGTH = 16  # hex chars of sha256: 64 bits, collision-free far beyond a million runs
-INPUT_SUFFIXES = {".json", ".jsonl", ".ndjson"}
+INPUT_SUFFIXES = {".json", ".jsonl", ".ndjson", ".eval", ".traj"}
 
 
 @dataclass
@@ -39,12 +39,14 @@ class IngestResult:
     file_errors: list[str] = field(default_factory=list)
     reject_lines: list[str] = field(default_factory=list)  # the first few, for the summary
     redactions: Counter = field(default_factory=Counter)
+    outcomes_matched: Optional[int] = None  # runs given an outcome by --outcomes (None: no such file)
 
     def as_dict(self) -> dict:
         return {
             "files": self.files, "records": self.records, "added": self.added, "duplicates": self.duplicates,
             "rejected": self.rejected, "outcomes": dict(self.outcomes), "formats": dict(self.formats),
             "file_errors": self.file_errors, "rejects": self.reject_lines, "redactions": dict(self.redactions),
+            **({"outcomes_matched": self.outcomes_matched} if self.outcomes_matched is not None else {}),
         }
 
 
@@ -258,11 +260,19 @@ def ingest_files(
     latest_versions: Optional[dict[str, int]] = None,
     on_file: Callable[[Path, int], None] = lambda path, index: None,
     on_records: Callable[[int], None] = lambda n: None,
+    outcomes: Optional[str | Path] = None,
+    mapping: Optional[str | Path] = None,
 ) -> IngestResult:
     """Ingest files into the bank. `latest_versions` maps playbook names to their newest version,
-    for runs whose playbook reference names no version."""
+    for runs whose playbook reference names no version. `outcomes` is an evaluation report that
+    gives runs their outcome (see stores/outcomes.py); `mapping` a YAML file that says where a
+    generic JSON format keeps its fields (see stores/formats/mapped.py)."""
+    from memkit.stores.formats.mapped import load_mapping
+    from memkit.stores.outcomes import load_outcomes
+
+    forced = load_mapping(mapping, format) if mapping is not None else get_reader(format) if format else None
+    outcome_map = load_outcomes(outcomes, ctx) if outcomes is not None else None
     files = expand_paths(paths)
-    forced = get_reader(format) if format else None
     if playbook_ref:
         try:
             parse_playbook_ref(playbook_ref)  # fail early on a malformed flag
@@ -274,14 +284,17 @@ def ingest_files(
     try:
         for index, path in enumerate(files):
             on_file(path, index)
-            _ingest_file(path, ctx, forced, playbook_ref, batch_size, latest_versions, writer, result, on_records)
+            _ingest_file(path, ctx, forced, playbook_ref, batch_size, latest_versions, writer, result, on_records,
+                         outcome_map)
     finally:
         writer.close()
+    if outcome_map is not None:
+        result.outcomes_matched = outcome_map.matched
     return result
 
 
 def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, batch_size: int, latest_versions: dict,
-                 writer: _Writer, result: IngestResult, on_records: Callable[[int], None]) -> None:
+                 writer: _Writer, result: IngestResult, on_records: Callable[[int], None], outcomes=None) -> None:
     source = {"sha256": file_sha256(path), "uri": str(path)}
     counts = _FileCounts()
     batch = _Batch(source)
@@ -314,10 +327,25 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, batch_size:
         seen.add(run_id)
         if name and version is None:
             version = latest_versions.get(name)
+        if outcomes is not None:
+            outcomes.apply(run_id, run, path)  # after the id: the verdict is not part of the trace
         batch.add_run(run_id, record, run, name, version)
         if len(batch.traj) >= batch_size:
             writer.submit(_write_batch(batch.tables(), batch.rejects, result, counts))
             batch = _Batch(source)
+            submit_outcomes()
+
+    def submit_outcomes() -> None:
+        job = outcomes.job() if outcomes is not None else None
+        if job is not None:  # after the batch that holds the runs: it updates them
+            writer.submit(job)
+
+    def counted(pairs: Iterator[tuple]) -> Iterator[tuple]:
+        nonlocal records
+        for pair in pairs:
+            records += 1
+            on_records(1)
+            yield pair
 
     def parsed(stream: Iterator[Record]) -> Iterator[Record]:
         """The records that are valid JSON; the others are rejected on the way."""
@@ -337,7 +365,7 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, batch_size:
         if reader is None:
             reader = detect_path(path)
         if reader is not None and reader.binary:
-            pairs = reader.read_path(path, ctx, red)
+            pairs = counted(reader.read_path(path, ctx, red))
         else:
             stream = parsed(read_records(path, red))
             undetected: list[Record] = []
@@ -371,6 +399,7 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, batch_size:
         result.file_errors.append(msg)
         reject("file", None, None, msg, b"")
     writer.submit(_write_batch(batch.tables(), batch.rejects, result, counts))
+    submit_outcomes()
     result.records += records
     result.redactions.update(red.counts)
     if reader is None and not failed and not rejected:

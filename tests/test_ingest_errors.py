@@ -10,7 +10,7 @@ from helpers import error_lines, messages, no_traceback, run_obj, squash, stderr
 REJECTED_LINE = "Error: {n} record(s) rejected; the other records were ingested (see the rejects table)"
 from memkit.stores.formats import registry
 
-FORMATS = ", ".join(name for name, r in registry().items() if not r.binary)
+FORMATS = ", ".join(name for name, r in registry().items() if not r.binary and r.detectable)
 NOT_TRAJECTORY = "Error: {path}: not a trajectory file (tried formats: " + FORMATS + ")"
 
 

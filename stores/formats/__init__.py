@@ -45,6 +45,7 @@ class RecordReader:
     description: str = ""
     binary: bool = False
     priority: int = 50  # detection order: specific formats low, catch-all shapes high
+    detectable: bool = True  # False: only used when asked for (e.g. `mapped`, which needs --map)
 
     def matches(self, record: Any) -> bool:
         raise NotImplementedError
@@ -86,7 +87,7 @@ def get_reader(name: str) -> RecordReader:
 
 
 def detect(record: Any, uri: str) -> RecordReader:
-    tried = [r for r in registry().values() if not r.binary]
+    tried = [r for r in registry().values() if not r.binary and r.detectable]
     for reader in tried:
         if reader.matches(record):
             return reader
