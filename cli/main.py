@@ -3,6 +3,7 @@
 import typer
 
 from memkit.cli import demo, distill, evaluate, export, ingest, init, playbook, stats
+from memkit.cli import runs
 
 app = typer.Typer(
     name="memkit",
@@ -21,6 +22,7 @@ app.command()(stats.formats)
 app.command()(demo.demo)
 app.command(name="eval")(evaluate.eval)
 app.add_typer(playbook.app, name="playbook")
+app.add_typer(runs.app, name="runs")
 
 
 def run() -> None:

@@ -239,6 +239,12 @@ class Bank:
 
         return PlaybookView(self, name or self.config.playbook)
 
+    def export_run(self, run_id: str, format: str = "atif", *, output: Optional[Path] = None):
+        """One run (id or unique id prefix) as an interchange document (ATIF); written to `output` if given."""
+        from memkit.atif import export_run
+
+        return export_run(self, run_id, format, output)
+
     # ---------------------------------------------------------------- curation and release
 
     def retire(self, name: str, item_id: str, reason: str):
