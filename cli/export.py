@@ -13,6 +13,8 @@ def export(
     budget: Optional[int] = typer.Option(None, "--budget", help="Hard cap in tokens, filled by utility per token."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write; AGENTS.md/CLAUDE.md keep everything outside memkit's block. Default: stdout."),
     version: Optional[int] = typer.Option(None, "--version", "-V", help="Export this version instead of the current file."),
+    for_task: Optional[str] = typer.Option(None, "--for", help="Only the items retrieved for this task (memkit retrieve), for a task-specific context file."),
+    top: Optional[int] = typer.Option(None, "--top", "-k", help="With --for: how many items to retrieve (default: retrieve.k in memkit.yaml)."),
     bank: Path = BankOption,
     json: bool = JsonOption,
 ):
@@ -21,7 +23,7 @@ def export(
     Example: memkit export airline --target agents-md --budget 1500 -o AGENTS.md
     """
     with open_bank(bank) as b:
-        result = b.export(name, target, budget=budget, output=output, version=version)
+        result = b.export(name, target, budget=budget, output=output, version=version, for_task=for_task, top=top)
     if json:
         emit_json(result.as_dict())
     elif output is None:

@@ -3,6 +3,7 @@
 import typer
 
 from memkit.cli import demo, distill, evaluate, export, ingest, init, playbook, stats
+from memkit.cli import costs, retrieve
 from memkit.cli import runs
 
 app = typer.Typer(
@@ -17,6 +18,8 @@ app.command()(ingest.ingest)
 app.command()(distill.distill)
 app.command()(distill.score)
 app.command()(export.export)
+app.command()(retrieve.retrieve)
+app.command()(costs.costs)
 app.command()(stats.stats)
 app.command()(stats.formats)
 app.command()(demo.demo)

@@ -30,6 +30,7 @@ class DistillResult:
     previous: Optional[int] = None
     git_commit: Optional[str] = None
     dry_run: bool = False
+    llm: Optional[dict] = None  # the LLM path's report (model, calls, cost, failures); None for the heuristic
 
     @property
     def changed(self) -> bool:
@@ -38,7 +39,8 @@ class DistillResult:
     def as_dict(self) -> dict:
         return {"playbook": self.playbook, "path": self.path, "new_runs": self.new_runs, "insights": self.insights,
                 "operations": [o.model_dump(exclude_none=True) for o in self.operations], "version": self.version,
-                "previous": self.previous, "git_commit": self.git_commit, "dry_run": self.dry_run}
+                "previous": self.previous, "git_commit": self.git_commit, "dry_run": self.dry_run,
+                **({"llm": self.llm} if self.llm is not None else {})}
 
 
 def sync_file(con, path: Path, name: str, dry_run: bool = False) -> tuple[Playbook, Optional[int]]:
@@ -69,19 +71,27 @@ def sync_file(con, path: Path, name: str, dry_run: bool = False) -> tuple[Playbo
     return pb, pb.version
 
 
-def run(con, cfg: Config, path: Path, name: str, *, dry_run: bool = False, git: bool = True) -> DistillResult:
+def run(con, cfg: Config, path: Path, name: str, *, dry_run: bool = False, git: bool = True,
+        model_run=None) -> DistillResult:
     playbook, current = sync_file(con, path, name, dry_run)
     new_runs = {r[0] for r in con.execute(
         "SELECT id FROM trajectories WHERE id NOT IN (SELECT trajectory_id FROM distilled_runs WHERE playbook = ?)", [name]
     ).fetchall()}
     version = (current or 0) + 1
-    insights: list[Insight] = heuristic.reflect(con, new_runs, cfg) if new_runs else []
-    ops = curate(playbook, insights, version)
+    llm_report, done = None, new_runs
+    if model_run is not None and new_runs:
+        from memkit.distill.llm_distill import distill_with_model
+
+        out = distill_with_model(con, cfg, playbook, new_runs, version, model_run, dry_run=dry_run)
+        insights, ops, done, llm_report = out.insights, out.operations, out.done, out.report
+    else:
+        insights: list[Insight] = heuristic.reflect(con, new_runs, cfg) if new_runs and model_run is None else []
+        ops = curate(playbook, insights, version)
     if not dry_run:
         record_exposures(con, name)
     ops += score(con, playbook, cfg.scoring)
     result = DistillResult(playbook=name, path=str(path), new_runs=len(new_runs), insights=len(insights),
-                           operations=ops, previous=current, dry_run=dry_run)
+                           operations=ops, previous=current, dry_run=dry_run, llm=llm_report)
     if dry_run:
         return result
     changed = bool(ops) and (current is None or store.content_hash_of(playbook) != store.content_hash_of(store.version_content(con, name, current)))
@@ -93,7 +103,7 @@ def run(con, cfg: Config, path: Path, name: str, *, dry_run: bool = False, git: 
             result.version = version
         else:
             result.operations = []
-        _mark_distilled(con, name, new_runs, result.version or current)
+        _mark_distilled(con, name, done, result.version or current)
         _record_insights(con, name, version, insights)
         con.execute("COMMIT")
     except Exception:

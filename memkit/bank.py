@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from memkit.config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, Config, load_config
-from memkit.errors import NotABank, PlaybookNotFound, UnsafePath
+from memkit.errors import ConfigError, MemkitError, NotABank, PlaybookNotFound, UnsafePath
 from memkit.fileio import write_atomic
 
 BANK_DIR = ".memkit"
@@ -95,11 +95,62 @@ class Bank:
                             latest_versions=latest, on_file=on_file, on_records=on_records, outcomes=outcomes,
                             mapping=mapping)
 
-    def distill(self, playbook: Optional[str] = None, *, dry_run: bool = False):
+    def distill(self, playbook: Optional[str] = None, *, dry_run: bool = False, model: Optional[str] = None,
+                max_cost: Optional[float] = None, judge: Optional[str] = None, api_base: Optional[str] = None):
+        """Reflect on new runs, curate, score, write a version. With a model (`model`, MEMKIT_MODEL or
+        `model:` in memkit.yaml) the LLM reflector and curator run; without one, the heuristic reflector."""
         from memkit.distill.pipeline import run
 
         name = playbook or self.config.playbook
-        return run(self.con, self.config, self.playbook_path(name), name, dry_run=dry_run, git=self.config.git_commit)
+        return run(self.con, self.config, self.playbook_path(name), name, dry_run=dry_run, git=self.config.git_commit,
+                   model_run=self._model_run(f"distill {name}" + (" --dry-run" if dry_run else ""), model, max_cost,
+                                             judge, api_base))
+
+    def _model_run(self, command: str, model, max_cost, judge, api_base):
+        from memkit.distill.llm import LLMSettings, ModelRun, resolve_model
+
+        model = resolve_model(self.config, model)
+        judge = judge or self.config.llm.judge
+        if model is None and judge is None:
+            return None
+        if model is None:
+            raise MemkitError("--judge labels runs for the LLM reflector: give a --model too")
+        settings = LLMSettings.from_config(self.config, model, max_cost=max_cost, api_base=api_base)
+        judge_settings = LLMSettings.from_config(self.config, judge, api_base=api_base) if judge else None
+        if judge_settings is not None:
+            judge_settings.max_cost = settings.max_cost
+        return ModelRun(settings=settings, lance_dir=self.root / BANK_DIR / "lance", templates_dir=self.prompts_dir,
+                        judge=judge_settings, command=command)
+
+    @property
+    def prompts_dir(self) -> Optional[Path]:
+        if not self.config.prompts_dir:
+            return None
+        folder = (self.root / self.config.prompts_dir).resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"prompts_dir {self.config.prompts_dir!r} is not a folder")
+        return folder
+
+    def vectors(self):
+        """The bank's LanceDB vector store for the configured embedder (memkit.stores.vectors)."""
+        from memkit.distill.embed import make_embedder
+        from memkit.stores.vectors import VectorStore
+
+        return VectorStore(self.root / BANK_DIR / "lance", make_embedder(self.config.embeddings))
+
+    def retrieve(self, name: Optional[str], task: str, k: Optional[int] = None, *, playbook=None):
+        """The active items most relevant to `task`: similarity first, then utility (two-phase)."""
+        from memkit.distill.retrieve import retrieve
+
+        pb = playbook or self.load_playbook(name or self.config.playbook)
+        return retrieve(pb, task, self.vectors(), self.config.retrieve, k)
+
+    def costs(self, limit: Optional[int] = None) -> list[dict]:
+        """LLM use per command run: calls, cache hits, tokens in and out, cost."""
+        from memkit.distill.costs import costs
+
+        return costs(self.con, limit)
+
 
     def score(self, playbook: Optional[str] = None):
         """Recompute utility only (distill does this too); a changed playbook is written as a version."""
@@ -116,7 +167,8 @@ class Bank:
         return store.load(path, name)
 
     def export(self, name: Optional[str] = None, target: Optional[str] = None, *, budget: Optional[int] = None,
-               output: Optional[Path] = None, version: Optional[int] = None):
+               output: Optional[Path] = None, version: Optional[int] = None, for_task: Optional[str] = None,
+               top: Optional[int] = None):
         from memkit.prompts.export import export
 
         from memkit.distill.curation import stable_version
@@ -124,6 +176,8 @@ class Bank:
         cfg = self.config.export
         name = name or self.config.playbook
         pb = self.load_playbook(name, version if version is not None else stable_version(self.con, name))
+        if for_task:  # a task-specific context: only the items retrieved for the task
+            pb = pb.model_copy(update={"items": [r.item for r in self.retrieve(pb.name, for_task, top, playbook=pb)]})
         return export(pb, target or cfg.target, self.config.sections, output=output, encoding=cfg.encoding,
                       budget=budget if budget is not None else cfg.budget,
                       min_evidence=self.config.scoring.min_evidence, exploration_share=cfg.exploration_share)

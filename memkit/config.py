@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -50,6 +50,46 @@ class ExportConfig(_Section):
     exploration_share: float = Field(0.2, ge=0, le=1)
 
 
+class LLMConfig(_Section):
+    api_base: Optional[str] = None  # OpenAI-compatible servers (vLLM, llama.cpp), Ollama
+    temperature: float = 0.0
+    max_tokens: int = 1200
+    timeout: float = 60.0
+    retries: int = 3
+    backoff: float = 1.0
+    max_backoff: float = 30.0
+    invalid_retries: int = 1
+    concurrency: int = 4
+    requests_per_minute: Optional[int] = None
+    max_cost: Optional[float] = None
+    json_mode: bool = True
+    judge: Optional[str] = None
+    max_run_tokens: int = 3000
+    contrast_runs: int = 1
+    tag_items: int = 8
+    extra: dict = Field(default_factory=dict)
+
+
+class EmbeddingsConfig(_Section):
+    backend: Literal["lexical", "sentence-transformers", "litellm"] = "lexical"
+    model: Optional[str] = None
+    api_base: Optional[str] = None
+    dims: int = 1024
+
+
+class CurationConfig(_Section):
+    duplicate_threshold: float = 0.92
+    related_items: int = 5
+    batch_size: int = 6
+
+
+class RetrieveConfig(_Section):
+    k: int = 5
+    pool: int = 4
+    min_similarity: float = 0.05
+    utility_weight: float = 0.3
+
+
 class Config(_Section):
     playbook: str = "default"
     playbooks_dir: str = "playbooks"
@@ -60,6 +100,13 @@ class Config(_Section):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    model: Optional[str] = None
+    prompts_dir: Optional[str] = None
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
+    curation: CurationConfig = Field(default_factory=CurationConfig)
+    retrieve: RetrieveConfig = Field(default_factory=RetrieveConfig)
+
 
 
 DEFAULT_CONFIG_TEXT = """\
@@ -119,6 +166,53 @@ export:
   encoding: o200k_base
   # Share of a budget kept for unproven items, so new lessons get shown and can earn evidence.
   exploration_share: 0.2
+# LLM distillation: any litellm model string (openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest,
+# ollama/llama3.1, hosted_vllm/NAME with llm.api_base). null = the heuristic reflector.
+# `memkit distill --model` and the MEMKIT_MODEL variable override it.
+model: null
+# A folder of your own jinja2 templates, used before memkit's (same file names as prompts/templates/).
+prompts_dir: null
+
+llm:
+  api_base: null
+  temperature: 0.0
+  max_tokens: 1200
+  timeout: 60            # seconds per call
+  retries: 3             # on rate limits, timeouts and server errors, with exponential backoff
+  backoff: 1.0           # first wait in seconds, doubled each retry, at most max_backoff
+  max_backoff: 30.0
+  invalid_retries: 1     # re-asks (with the validation error) after a reply that is not valid JSON
+  concurrency: 4         # calls in flight at once
+  requests_per_minute: null
+  max_cost: null         # USD per distill; --max-cost overrides
+  json_mode: true        # ask for a JSON object (response_format) where the provider supports it
+  judge: null            # model that labels runs whose outcome is unknown; --judge overrides
+  max_run_tokens: 3000   # a run's transcript is trimmed to this in a reflection prompt
+  contrast_runs: 1       # runs of each outcome in a contrastive (same task) reflection
+  tag_items: 8           # at most this many in-context items tagged helpful/harmful per run
+  extra: {}              # passed to litellm as is (e.g. {num_ctx: 8192} for Ollama)
+
+embeddings:
+  # lexical: hashed character n-grams, no dependencies. sentence-transformers: a local model
+  # (pip install 'memkit[embeddings]'; all-MiniLM-L6-v2 by default). litellm: any litellm
+  # embedding model, e.g. openai/text-embedding-3-small.
+  backend: lexical
+  model: null
+  api_base: null
+  dims: 1024             # lexical only
+
+curation:
+  # A new lesson this similar to an item (cosine) is merged into it, not added.
+  duplicate_threshold: 0.92
+  # Items retrieved per candidate lesson for the curator (it never sees the whole playbook).
+  related_items: 5
+  batch_size: 6          # candidate lessons per curator call
+
+retrieve:
+  k: 5
+  pool: 4                # phase 1 takes k x pool items by similarity, phase 2 re-ranks by utility
+  min_similarity: 0.05
+  utility_weight: 0.3
 """
 
 

@@ -141,6 +141,71 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        "0003_llm_distillation",
+        """
+        CREATE TABLE llm_cache (
+            key VARCHAR PRIMARY KEY,        -- sha256 of the canonical request: model, messages, parameters, schema
+            model VARCHAR NOT NULL,
+            purpose VARCHAR NOT NULL,       -- reflect-success | reflect-failure | reflect-contrast | curate | judge
+            response VARCHAR NOT NULL,      -- the reply that passed validation
+            tokens_in INTEGER,
+            tokens_out INTEGER,
+            cost_usd DOUBLE,
+            created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE llm_calls (
+            command_id VARCHAR NOT NULL,    -- one per command run (memkit costs groups by it)
+            seq INTEGER NOT NULL,
+            command VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            purpose VARCHAR NOT NULL,
+            prompt_hash VARCHAR NOT NULL,
+            cache_hit BOOLEAN NOT NULL,
+            status VARCHAR NOT NULL,        -- ok | invalid | error
+            error VARCHAR,
+            tokens_in INTEGER,
+            tokens_out INTEGER,
+            cost_usd DOUBLE,
+            latency_ms INTEGER,
+            created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (command_id, seq)
+        );
+        CREATE TABLE reflections (
+            playbook VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,          -- success | failure | contrast
+            trajectory_ids JSON NOT NULL,
+            task_id VARCHAR,
+            reflector VARCHAR NOT NULL,     -- the model
+            prompt_hash VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,        -- ok | failed (the runs are reflected on again next distill)
+            output JSON,
+            error VARCHAR,
+            command_id VARCHAR,
+            created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE item_tags (
+            trajectory_id VARCHAR NOT NULL,
+            playbook VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            tag VARCHAR NOT NULL,           -- helpful | harmful | neutral
+            reason VARCHAR,
+            reflector VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (trajectory_id, playbook, item_id)
+        );
+        CREATE TABLE curation_pairs (
+            playbook VARCHAR NOT NULL,
+            a VARCHAR NOT NULL,             -- item id, or text:HASH for a candidate lesson
+            b VARCHAR NOT NULL,
+            decision VARCHAR NOT NULL,      -- separate
+            similarity DOUBLE,
+            decided_by VARCHAR,
+            decided_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (playbook, a, b)
+        );
+        """,
+    ),
+    (
         "0004_playbook_pointers",
         """
         CREATE TABLE playbook_pointers (

