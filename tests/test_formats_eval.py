@@ -440,6 +440,31 @@ def test_mini_swe_agent_hostile(cli_bank, runner, tmp_path, bank_sql):
                                       "roles.traj.json index 0: message 0: unknown role 'wizard'"]
 
 
+def test_mini_swe_agent_deep_tool_arguments(cli_bank, runner, tmp_path, bank_sql):
+    traj = json.loads(MINI_TOOLCALL.read_text())
+    traj["messages"][2]["tool_calls"][0]["function"]["arguments"] = "[" * 300 + "]" * 300
+    write_json(tmp_path / "deep.traj.json", traj)
+    _ingest(runner, "deep.traj.json", code=1)
+    assert bank_sql("SELECT reason FROM rejects") == [
+        ("message 2: tool call 0 arguments: nested more than 200 levels deep",)]
+
+
+@pytest.mark.parametrize("source", [INSPECT_JSON, MINI_TEXT, SWE_TEXT], ids=["inspect", "mini-swe-agent", "swe-agent"])
+def test_truncated_and_undecodable_files_are_one_line_each(cli_bank, runner, tmp_path, bank_sql, source):
+    data = source.read_bytes()
+    (tmp_path / f"cut-{source.name}").write_bytes(data[: len(data) // 3])
+    (tmp_path / f"latin1-{source.name}").write_bytes(data.replace(b'"role": "system"', b'"role": "syst\xe8m"', 1))
+    shutil.copy(source, tmp_path / source.name)
+    result = runner.invoke(app, ["ingest", f"cut-{source.name}", f"latin1-{source.name}", source.name])
+    assert result.exit_code == 1
+    no_traceback(result)
+    lines = error_lines(result)
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"Error: cut-{source.name}: ") and ("not valid JSON" in lines[0] or "truncated" in lines[0])
+    assert lines[1].startswith(f"Error: latin1-{source.name}: not valid UTF-8 (byte ")
+    assert bank_sql("SELECT DISTINCT source_uri FROM trajectories") == [(source.name,)]  # the good copy is read
+
+
 # ================================================================ --outcomes
 
 
