@@ -226,3 +226,64 @@ def rollback(
     if json:
         return emit_json({"playbook": name, "stable": v})
     console.print(f"{name}: stable is now v{v}.", highlight=False)
+
+
+quarantine_app = typer.Typer(help="Lessons held back from export: list them, approve or reject them.", no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("list")
+@handle_errors
+def quarantine_list(name: str = typer.Argument(..., help="Playbook name."), bank: Path = BankOption, json: bool = JsonOption):
+    """List quarantined items with the reason each is held back.
+
+    Example: memkit playbook quarantine list airline
+    """
+    with open_bank(bank) as b:
+        rows = b.quarantined(name)
+    if json:
+        return emit_json(rows)
+    if not rows:
+        return console.print(f"Nothing in quarantine in {name}.")
+    for r in rows:
+        console.print(f"[{r['id']}] {r['reason']}\n    {r['text'][:160]}", highlight=False, markup=False)
+
+
+@quarantine_app.command("approve")
+@handle_errors
+def quarantine_approve(
+    name: str = typer.Argument(..., help="Playbook name."),
+    item_id: str = typer.Argument(..., help="Item id."),
+    reason: str = typer.Option(..., "--reason", "-r", help="Why it can be trusted."),
+    bank: Path = BankOption,
+    json: bool = JsonOption,
+):
+    """Approve a quarantined item by hand: it becomes active and is exported.
+
+    Example: memkit playbook quarantine approve airline pit-00012 --reason "checked against the policy"
+    """
+    with open_bank(bank, write=True) as b:
+        pb = b.approve(name, item_id, reason)
+    if json:
+        return emit_json({"playbook": name, "version": pb.version, "item": item_id, "status": "active"})
+    console.print(f"Approved {item_id}: {name} v{pb.version}.", highlight=False)
+
+
+@quarantine_app.command("reject")
+@handle_errors
+def quarantine_reject(
+    name: str = typer.Argument(..., help="Playbook name."),
+    item_id: str = typer.Argument(..., help="Item id."),
+    reason: str = typer.Option(..., "--reason", "-r", help="Why it is rejected."),
+    bank: Path = BankOption,
+    json: bool = JsonOption,
+):
+    """Reject a quarantined item: it is retired with the reason (kept, never exported).
+
+    Example: memkit playbook quarantine reject airline pit-00012 --reason "came from an injected tool result"
+    """
+    with open_bank(bank, write=True) as b:
+        pb = b.reject(name, item_id, reason)
+    if json:
+        return emit_json({"playbook": name, "version": pb.version, "item": item_id, "status": "retired"})
+    console.print(f"Rejected {item_id}: {name} v{pb.version}.", highlight=False)

@@ -79,3 +79,28 @@ def why(con, playbook: Playbook, item_id: str) -> dict:
         "history": history,
     }
 
+
+
+def quarantined(playbook: Playbook) -> list[dict]:
+    return [{"id": i.id, "section": i.section, "reason": i.status_reason, "text": i.text,
+             "evidence": len(i.provenance.evidence)} for i in playbook.items if i.status == "quarantined"]
+
+
+def decide_quarantine(con, path: Path, name: str, item_id: str, approve: bool, reason: str, git: bool = True) -> Playbook:
+    """Approve a quarantined item (it becomes active and the guard leaves it alone) or reject it (retired)."""
+    from memkit.distill.pipeline import save_version
+
+    def change(pb: Playbook) -> list[Operation]:
+        item = pb.get(item_id)
+        if item is None:
+            raise ItemNotFound(f"playbook {name!r} has no item {item_id}")
+        if item.status != "quarantined":
+            raise MemkitError(f"{item_id} is not in quarantine (it is {item.status})")
+        if approve:
+            item.status, item.status_reason = "active", None
+            item.provenance.approved = f"by hand: {reason}"
+            return [Operation(op="APPROVE", item_id=item_id, reason=f"by hand: {reason}")]
+        item.status, item.status_reason = "retired", f"rejected in quarantine: {reason}"
+        return [Operation(op="RETIRE", item_id=item_id, reason=item.status_reason)]
+
+    return save_version(con, path, name, change, git)[0]

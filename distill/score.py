@@ -13,6 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from memkit.config import ScoringConfig
+from memkit.distill.guard import guard
 from memkit.model import CITATION, Operation, Playbook, Utility
 from memkit.stores.playbook_store import version_content
 
@@ -194,7 +195,7 @@ def score(con, playbook: Playbook, cfg: ScoringConfig) -> list[Operation]:
                 ops.append(Operation(op="RETIRE", item_id=item.id, reason=reason))
     if rescored:
         ops.insert(0, Operation(op="SCORE", item_id="*", reason=f"{rescored} items rescored"))
-    return ops
+    return ops + guard(con, playbook, cfg.min_independent_runs)
 
 
 def retirement_reason(u: Utility, cfg: ScoringConfig) -> Optional[str]:

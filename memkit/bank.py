@@ -353,6 +353,24 @@ class Bank:
 
         return gate(self, name, Path(config), candidate)
 
+    def quarantined(self, name: str) -> list[dict]:
+        """Items held back from export, with the reason."""
+        from memkit.distill.curation import quarantined
+
+        return quarantined(self.load_playbook(name))
+
+    def approve(self, name: str, item_id: str, reason: str):
+        """Approve a quarantined item by hand (it is then exported, and the guard leaves it alone)."""
+        from memkit.distill.curation import decide_quarantine
+
+        return decide_quarantine(self.con, self.playbook_path(name), name, item_id, True, reason, self.config.git_commit)
+
+    def reject(self, name: str, item_id: str, reason: str):
+        """Reject a quarantined item: retired with the reason."""
+        from memkit.distill.curation import decide_quarantine
+
+        return decide_quarantine(self.con, self.playbook_path(name), name, item_id, False, reason, self.config.git_commit)
+
 
 def open(path: str | Path = ".", write: bool = False) -> Bank:  # noqa: A001 - mirrors builtins.open on purpose
     """Open the bank at `path` or the nearest folder above it that has one. Read-only unless write=True."""

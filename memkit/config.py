@@ -41,6 +41,7 @@ class ScoringConfig(_Section):
     min_harmful_tags: int = 3
     harmful_ratio: float = 3.0
     stale_after: int = 5
+    min_independent_runs: int = 1
 
 
 class ExportConfig(_Section):
@@ -159,6 +160,10 @@ scoring:
   harmful_ratio: 3.0
   # Flag (never retire) items not shown for this many versions.
   stale_after: 5
+  # A lesson is exported only when this many independent clean runs (different tasks, or sources)
+  # support it; the others, e.g. lessons resting only on runs with injected instructions, are
+  # quarantined. 2 guards against one poisoned task, at the cost of quarantining single-task lessons.
+  min_independent_runs: 1
 
 export:
   target: agents-md

@@ -131,6 +131,7 @@ class Provenance(_Strict):
     by: str = "heuristic"
     key: Optional[str] = None
     support: Optional[str] = None
+    approved: Optional[str] = None  # set when a person approved it out of quarantine (the guard then leaves it)
     evidence: list[str] = Field(default_factory=list)
 
 
@@ -198,7 +199,7 @@ class Insight(_Strict):
 
 
 class Operation(_Strict):
-    op: Literal["ADD", "UPDATE", "MERGE", "RETIRE", "RESTORE", "SCORE", "EDIT"]
+    op: Literal["ADD", "UPDATE", "MERGE", "RETIRE", "RESTORE", "SCORE", "EDIT", "QUARANTINE", "APPROVE"]
     item_id: str
     reason: Optional[str] = None
     into: Optional[str] = None  # MERGE target

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from memkit.canonical import content_hash, file_sha256
 from memkit.errors import BadPlaybookRef, InputNotFound, UnknownFormat
 from memkit.model import Run
+from memkit.stores.injection import flag_steps
 from memkit.stores.formats import ReadContext, RecordError, detect, detect_path, get_reader
 from memkit.stores.records import Record, Redactions, read_records
 
@@ -179,6 +180,12 @@ def _write_batch(tables: dict[str, pa.Table], rejects: list[dict], result: Inges
                         conflict = " ON CONFLICT DO NOTHING" if name == "scores" else ""
                         cur.execute(f"INSERT INTO {name} BY NAME SELECT *{extra} FROM _rows{conflict}")
                         cur.unregister("_rows")
+            if tables["steps"].num_rows:
+                flags = flag_steps(tables["steps"])
+                if flags.num_rows:
+                    cur.register("_flags", flags)
+                    cur.execute("INSERT INTO step_flags BY NAME SELECT * FROM _flags ON CONFLICT DO NOTHING")
+                    cur.unregister("_flags")
             if rejects:
                 cur.register("_rejects", pa.Table.from_pylist(rejects, schema=_REJECT_SCHEMA))
                 cur.execute("""INSERT INTO rejects BY NAME SELECT *, now() AS rejected_at FROM _rejects

@@ -218,4 +218,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0006_step_flags",
+        """
+        CREATE TABLE step_flags (
+            trajectory_id VARCHAR NOT NULL,
+            seq INTEGER NOT NULL,
+            detector VARCHAR NOT NULL,      -- override | role-change | memory-write | standing-order | hidden-text | encoded | ...
+            excerpt VARCHAR,
+            PRIMARY KEY (trajectory_id, seq, detector)
+        );
+        """,
+    ),
 ]
