@@ -33,7 +33,10 @@ class Bank:
         db = self.root / BANK_DIR / DB_FILE
         if not db.exists():
             raise NotABank(f"{self.root} holds no memkit bank; run `memkit init` there first")
-        self.con = connect(db, read_only=not write)
+        self._db = db
+        # A writer keeps its connection. A reader connects per use and lets go at once (a DuckDB file
+        # takes one writer or many readers), so a notebook holding a bank never blocks a distill.
+        self._con = connect(db) if write else None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -55,8 +58,19 @@ class Bank:
             created.append(f"{BANK_DIR}/{DB_FILE}")
         return cls(root, write=True), created
 
+    @property
+    def con(self):
+        """The DuckDB connection: the writer's own, or a fresh read-only one for each use."""
+        if self._con is not None:
+            return self._con
+        from memkit.stores.database import connect
+
+        return connect(self._db, read_only=True)
+
     def close(self) -> None:
-        self.con.close()
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def __enter__(self) -> "Bank":
         return self

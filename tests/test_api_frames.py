@@ -397,9 +397,9 @@ def held(sample_root):
 def test_open_waits_for_a_writer_in_another_process_then_reads(sample_root, held, capsys, monkeypatch):
     monkeypatch.setenv("MEMKIT_LOCK_TIMEOUT", "30")
     start = time.monotonic()
-    with memkit.open(sample_root) as bank:
-        waited = time.monotonic() - start
+    with memkit.open(sample_root) as bank:  # a reader connects on each use, so it waits at its first query
         assert len(bank.runs()) == 200
+        waited = time.monotonic() - start
     assert 0.5 < waited < 30
     assert f"Waiting for another memkit process to release {sample_root / '.memkit' / 'memkit.duckdb'} (up to 30s)..." \
         in capsys.readouterr().err
@@ -409,5 +409,23 @@ def test_open_gives_up_after_the_lock_timeout_with_one_clear_line(sample_root, h
     monkeypatch.setenv("MEMKIT_LOCK_TIMEOUT", "0.5")
     db = sample_root / ".memkit" / "memkit.duckdb"
     with pytest.raises(BankLocked) as caught:
-        memkit.open(sample_root)
+        memkit.open(sample_root).runs()
     assert str(caught.value) == f"{db} is in use by another memkit process (waited 0.5s); try again when it finishes"
+
+
+def test_a_reader_holding_the_bank_open_does_not_block_a_writer(sample_root):
+    """A notebook keeps `bank` open for hours; `memkit distill` in another process must still run."""
+    import subprocess
+    import sys
+
+    with memkit.open(sample_root) as bank:
+        assert len(bank.runs()) == 200
+        done = subprocess.run([sys.executable, "-c", "from memkit.cli.main import run; run()", "stats", "--json",
+                               "--bank", str(sample_root)], capture_output=True, text=True)
+        assert done.returncode == 0 and '"runs": 200' in done.stdout, done.stderr
+        done = subprocess.run([sys.executable, "-c", "from memkit.cli.main import run; run()", "distill",
+                               "--bank", str(sample_root)], capture_output=True, text=True,
+                              env={**__import__("os").environ, "MEMKIT_LOCK_TIMEOUT": "2"})
+        assert done.returncode == 0, done.stderr
+        assert "new run(s) reflected on" in done.stdout
+        assert len(bank.runs()) == 200  # and the reader still reads
