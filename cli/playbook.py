@@ -287,3 +287,22 @@ def quarantine_reject(
     if json:
         return emit_json({"playbook": name, "version": pb.version, "item": item_id, "status": "retired"})
     console.print(f"Rejected {item_id}: {name} v{pb.version}.", highlight=False)
+
+
+@app.command()
+@handle_errors
+def check(name: str = typer.Argument(..., help="Playbook name."), bank: Path = BankOption, json: bool = JsonOption):
+    """List live items whose advice contradicts each other (same tool, opposite advice or outcome).
+
+    Example: memkit playbook check airline
+    """
+    from memkit.distill.guard import contradictions
+
+    with open_bank(bank) as b:
+        pairs = contradictions(b.load_playbook(name))
+    if json:
+        return emit_json([{"a": a, "b": b_, "why": why} for a, b_, why in pairs])
+    if not pairs:
+        return console.print(f"No contradictions found in {name}.")
+    for a, b_, why in pairs:
+        console.print(f"{a} ~ {b_}: {why}", highlight=False, markup=False)

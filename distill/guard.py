@@ -8,6 +8,7 @@ until more evidence arrives or someone approves them by hand.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 from memkit.model import Operation, Playbook
@@ -58,4 +59,71 @@ def guard(con, playbook: Playbook, min_independent: int) -> list[Operation]:
             item.status, item.status_reason = "quarantined", reason
             if changed_status:
                 ops.append(Operation(op="QUARANTINE", item_id=item.id, reason=reason))
+    return ops
+
+
+# ---------------------------------------------------------------- consistency (A-MemGuard's consensus idea)
+
+_DO = re.compile(r"\b(always|must|make sure|be sure|do call|use|call|prefer|goes with success|skipping \S+ goes with failure)\b", re.I)
+_DONT = re.compile(r"\b(never|avoid|don'?t|do not|must not|only when|last resort|goes with failure|instead of)\b", re.I)
+
+
+def polarity(text: str) -> int:
+    """+1 for a lesson that tells the agent to do something, -1 for one that tells it not to, 0 unclear."""
+    if text.lower().startswith("skipping "):
+        return 1
+    advice = text.split(". ")[0] + ". " + text.split(". ")[-1]  # the lead and the closing advice
+    if _DONT.search(advice):
+        return -1  # a negation outweighs the verb it negates ("never call X")
+    return 1 if _DO.search(advice) else 0
+
+
+def _subjects(item) -> set[str]:
+    return {t for t in item.tags if t.startswith("tool:")}
+
+
+def contradictions(playbook: Playbook) -> list[tuple[str, str, str]]:
+    """Pairs of live items about the same tool whose advice points opposite ways: (a, b, why).
+    Lexical and cheap: it sees "call X" against "never call X", and the heuristic reflector's
+    success/failure contrasts for one tool; an LLM curator judges subtler cases when configured."""
+    live = [i for i in playbook.items if i.status in ("active", "quarantined")]
+    out = []
+    for n, a in enumerate(live):
+        for b in live[n + 1:]:
+            shared = _subjects(a) & _subjects(b)
+            if not shared:
+                continue
+            keys = (a.provenance.key or "", b.provenance.key or "")
+            direct = {k.rsplit(":", 1)[0] for k in keys if k.startswith("act:")}
+            if len(direct) == 1 and all(k.startswith("act:") for k in keys) and keys[0] != keys[1]:
+                out.append((a.id, b.id, f"opposite outcomes for {', '.join(sorted(shared))}"))
+            elif a.section == b.section and polarity(a.text) * polarity(b.text) == -1:
+                out.append((a.id, b.id, f"opposite advice on {', '.join(sorted(shared))}"))
+    return out
+
+
+def _proven(item, min_evidence: int) -> bool:
+    u = item.utility
+    return u.exposures >= min_evidence and u.lower is not None and u.lower > 0
+
+
+def _strength(item) -> int:
+    return max(item.utility.exposures, len(item.provenance.evidence))
+
+
+def check_consistency(playbook: Playbook, added: set[str], min_evidence: int) -> list[Operation]:
+    """A new item that contradicts a proven one is quarantined unless its evidence is stronger than the
+    proven item's. Other contradictions are listed by `memkit playbook check`."""
+    by_id = {i.id: i for i in playbook.items}
+    ops = []
+    for a_id, b_id, why in contradictions(playbook):
+        for new_id, old_id in ((a_id, b_id), (b_id, a_id)):
+            new, old = by_id[new_id], by_id[old_id]
+            if new_id not in added or old_id in added or new.provenance.approved or new.status != "active":
+                continue
+            if _proven(old, min_evidence) and _strength(new) <= _strength(old):
+                new.status = "quarantined"  # "consistency:" reasons are not released by guard(): a person decides
+                new.status_reason = (f"consistency: contradicts proven {old_id} ({why}); it has {_strength(new)} "
+                                     f"runs of evidence, {old_id} {_strength(old)}")
+                ops.append(Operation(op="QUARANTINE", item_id=new_id, reason=new.status_reason))
     return ops

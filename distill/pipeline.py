@@ -13,6 +13,7 @@ from memkit.canonical import content_hash
 from memkit.config import Config
 from memkit.distill import heuristic
 from memkit.distill.curate import curate
+from memkit.distill.guard import check_consistency
 from memkit.fileio import write_atomic
 from memkit.distill.score import record_exposures, score
 from memkit.model import Insight, Operation, Playbook
@@ -90,6 +91,7 @@ def run(con, cfg: Config, path: Path, name: str, *, dry_run: bool = False, git: 
     if not dry_run:
         record_exposures(con, name)
     ops += score(con, playbook, cfg.scoring)
+    ops += check_consistency(playbook, {o.item_id for o in ops if o.op == "ADD"}, cfg.scoring.min_evidence)
     result = DistillResult(playbook=name, path=str(path), new_runs=len(new_runs), insights=len(insights),
                            operations=ops, previous=current, dry_run=dry_run, llm=llm_report)
     if dry_run:

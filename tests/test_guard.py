@@ -82,3 +82,39 @@ def test_an_approved_item_stays_active(runner, distilled):
     runner.invoke(app, ["distill"])
     item = playbook_items(distilled)[item_id]
     assert item["status"] == "active" and item["provenance"]["approved"] == "by hand: checked by hand"
+
+
+def _lesson(n, text, tool, key=None, exposures=0, lower=None, evidence=3):
+    from memkit.model import PlaybookItem, Provenance, Utility
+
+    return PlaybookItem(id=f"str-{n:05d}", section="strategies", text=text, tags=[f"tool:{tool}"],
+                        utility=Utility(exposures=exposures, lower=lower),
+                        provenance=Provenance(added_in=1, key=key, evidence=[f"r{i}" for i in range(evidence)]))
+
+
+def test_a_new_item_that_reverses_a_proven_one_needs_stronger_evidence():
+    from memkit.distill.guard import check_consistency, contradictions
+    from memkit.model import Playbook
+
+    proven = _lesson(1, "Always call `refund` before closing the ticket.", "refund", exposures=40, lower=0.1)
+    weak = _lesson(2, "Never call `refund` unless the user asks twice.", "refund", evidence=3)
+    strong = _lesson(3, "Never call `refund` on basic economy fares.", "refund", evidence=60)
+    other = _lesson(4, "Never call `cancel` on a flown segment.", "cancel")
+    pb = Playbook(name="p", items=[proven, weak, strong, other])
+    assert {(a, b) for a, b, _ in contradictions(pb)} == {("str-00001", "str-00002"), ("str-00001", "str-00003")}
+    ops = check_consistency(pb, {"str-00002", "str-00003", "str-00004"}, min_evidence=5)
+    assert [(o.op, o.item_id) for o in ops] == [("QUARANTINE", "str-00002")]
+    assert weak.status == "quarantined" and weak.status_reason == (
+        "consistency: contradicts proven str-00001 (opposite advice on tool:refund); it has 3 runs of evidence, str-00001 40")
+    assert strong.status == "active" and other.status == "active"
+
+
+def test_heuristic_contrasts_for_one_tool_are_reported_by_check(runner, distilled):
+    from memkit.distill.guard import contradictions
+    from memkit.model import Playbook
+
+    up = _lesson(1, "Skipping `x` goes with failure.", "x", key="act:x:+")
+    down = _lesson(2, "Calling `x` goes with failure.", "x", key="act:x:-")
+    assert contradictions(Playbook(name="p", items=[up, down])) == [("str-00001", "str-00002", "opposite outcomes for tool:x")]
+    result = runner.invoke(app, ["playbook", "check", "default", "--json"])
+    assert result.exit_code == 0 and isinstance(json.loads(result.stdout), list)
