@@ -5,6 +5,7 @@ import typer
 from memkit.cli import demo, distill, evaluate, export, ingest, init, playbook, stats
 from memkit.cli import costs, retrieve
 from memkit.cli import runs
+from memkit.cli import purge
 
 app = typer.Typer(
     name="memkit",
@@ -25,6 +26,7 @@ app.command()(stats.formats)
 app.command()(demo.demo)
 app.command(name="eval")(evaluate.eval)
 app.add_typer(playbook.app, name="playbook")
+app.command()(purge.purge)
 app.add_typer(runs.app, name="runs")
 
 

@@ -19,7 +19,8 @@ def stats(bank: Path = BankOption, json: bool = JsonOption):
     outcomes = ", ".join(f"{n} {k}" for k, n in s["outcomes"].items()) or "none"
     console.print(f"Bank {s['bank']}")
     console.print(f"Runs: {s['runs']} ({outcomes}); {s['steps']} steps, {s['tool_calls']} tool calls, "
-                  f"{s['tool_errors']} tool errors; {s['rejects']} rejected records; {s['exposures']} exposures.")
+                  f"{s['tool_errors']} tool errors; {s['rejects']} rejected records; "
+                  f"{s.get('redactions', 0)} secrets redacted; {s['exposures']} exposures.")
     if s["sources"]:
         table = Table("source", "format", "runs", title="Sources")
         for src in s["sources"]:

@@ -94,6 +94,21 @@ class Bank:
 
     # ---------------------------------------------------------------- commands
 
+    def redactor(self):
+        """The redactor memkit.yaml's `redact:` section configures (memkit.stores.redact.Redactor)."""
+        from memkit.stores.redact import redactor_from_config
+
+        return redactor_from_config(self.config.redact)
+
+    def purge(self, *, source=None, run=None, before=None, dry_run: bool = False):
+        """Remove runs (by source file, id or start date; selectors combine) and everything derived from
+        them; lessons only they supported are retired in a new playbook version (memkit.stores.purge)."""
+        from memkit.stores.purge import PurgeError, purge
+
+        if not self.write and not dry_run:
+            raise PurgeError("the bank is open read-only; open it with write=True to purge")
+        return purge(self, source, run, before, dry_run=dry_run)
+
     def ingest(self, paths: Iterable[str | Path], *, format: Optional[str] = None, playbook: Optional[str] = None,
                on_file: Callable = lambda path, index: None, on_records: Callable = lambda n: None,
                outcomes: Optional[str | Path] = None, mapping: Optional[str | Path] = None):
@@ -103,7 +118,7 @@ class Bank:
         from memkit.stores.ingest import ingest_files
 
         c = self.config.ingest
-        ctx = ReadContext(c.success_threshold, c.failure_threshold, c.error_prefixes)
+        ctx = ReadContext(c.success_threshold, c.failure_threshold, c.error_prefixes, redactor=self.redactor())
         latest = dict(self.con.execute("SELECT playbook, max(version) FROM playbook_versions GROUP BY 1").fetchall())
         return ingest_files(self.con, paths, ctx, format=format, playbook_ref=playbook, batch_size=c.batch_size,
                             latest_versions=latest, on_file=on_file, on_records=on_records, outcomes=outcomes,
@@ -253,6 +268,7 @@ class Bank:
             "tool_calls": q("SELECT count(*) FROM tool_calls").fetchall()[0][0],
             "tool_errors": q("SELECT count(*) FROM tool_results WHERE is_error").fetchall()[0][0],
             "rejects": q("SELECT count(*) FROM rejects").fetchall()[0][0],
+            "redactions": q("SELECT coalesce(sum(count), 0) FROM redactions").fetchall()[0][0],
             "exposures": q("SELECT count(*) FROM exposures").fetchall()[0][0],
             "playbooks": self.playbooks(),
         }

@@ -24,6 +24,13 @@ class IngestConfig(_Section):
     batch_size: int = 1000
 
 
+class RedactConfig(_Section):
+    emails: bool = False
+    phones: bool = False
+    phone_region: str = "US"
+    disable: list[str] = Field(default_factory=list)
+
+
 class DistillConfig(_Section):
     min_support: int = 2
     min_contrast_runs: int = 6
@@ -98,6 +105,7 @@ class Config(_Section):
     domain: Optional[str] = None
     git_commit: bool = True
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    redact: RedactConfig = Field(default_factory=RedactConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
@@ -132,6 +140,20 @@ ingest:
   # A tool result starting with one of these is an error.
   error_prefixes: [Error, "error:", Traceback, Exception, ERROR]
   batch_size: 1000
+
+redact:
+  # Secrets are always replaced by [REDACTED:detector] before anything is stored: API keys and
+  # tokens (OpenAI, Anthropic, AWS, GitHub, GitLab, Slack, Google, Stripe, Twilio, ...), private
+  # keys, JWTs, bearer and basic authorization headers, passwords in URLs, password/secret fields.
+  # Personal data is off by default: e-mail addresses and phone numbers are often what an agent's
+  # tools look customers up by, and lessons are mined from those calls. Turn them on for runs
+  # with real customers in them.
+  emails: false
+  phones: false
+  # How phone numbers written without +country code are read (ISO 3166 region code).
+  phone_region: US
+  # Detector names to turn off, e.g. [twilio-key] if it flags your own ids.
+  disable: []
 
 distill:
   # A lesson needs at least this many supporting runs.

@@ -306,7 +306,7 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, batch_size:
     counts = _FileCounts()
     batch = _Batch(source)
     reader = forced
-    red = Redactions()
+    red = Redactions(ctx.redactor)
     seen: set[str] = set()
     records = rejected = 0
     failed = False
@@ -413,5 +413,6 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, batch_size:
         result.file_errors.append(f"{path}: holds no records")
     fmt = reader.name if reader else "unknown"
     result.formats[fmt] += 1
+    writer.submit(red.write_job(source["sha256"]))
     writer.submit(_record_source(source, path.stat().st_size, fmt, reader.version if reader else "-",
                                  records, rejected, counts))

@@ -219,6 +219,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        "0005_redaction_paths",
+        """
+        -- Where in the record each detector fired (e.g. traj[3].content), never the secret itself.
+        ALTER TABLE redactions ADD COLUMN paths VARCHAR[];
+        """,
+    ),
+    (
         "0006_step_flags",
         """
         CREATE TABLE step_flags (

@@ -31,10 +31,12 @@ class RecordError(ValueError):
 class ReadContext:
     """What readers need from the configuration."""
 
-    def __init__(self, success_threshold: float = 1.0, failure_threshold: float = 0.0, error_prefixes=("Error",)):
+    def __init__(self, success_threshold: float = 1.0, failure_threshold: float = 0.0, error_prefixes=("Error",),
+                 redactor=None):
         self.success_threshold = success_threshold
         self.failure_threshold = failure_threshold
         self.error_prefixes = tuple(error_prefixes)
+        self.redactor = redactor  # memkit.stores.redact.Redactor; None: the default (secrets only)
 
 
 class RecordReader:
