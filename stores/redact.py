@@ -22,6 +22,7 @@ phone numbers (candidates validated with libphonenumber).
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections import Counter
@@ -291,7 +292,13 @@ class Redactor:
                         stack.append((v, i, path + (i,)))
         if out.counts:
             out.value = root[0]
-            out.data = orjson.dumps(out.value)
+            try:
+                out.data = orjson.dumps(out.value)
+            except orjson.JSONEncodeError:  # orjson writes 255 levels but reads 1024
+                try:
+                    out.data = json.dumps(out.value, ensure_ascii=False).encode()
+                except (RecursionError, ValueError):
+                    return self._clean_text(data, detectors)
         return out
 
     def _clean_keys(self, obj: dict, detectors, out: Cleaned, path: tuple) -> dict:

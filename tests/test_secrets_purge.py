@@ -300,6 +300,15 @@ def test_hostile_records_in_json_lines_fail_only_themselves(runner, tmp_path, ba
     assert bank_sql("SELECT count(*) FROM trajectories") == [(4,)]
 
 
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_a_secret_in_a_deeply_nested_record_is_redacted_not_a_crash(depth):
+    # orjson reads 1024 levels but writes 255: the redacted record is written another way.
+    data = ('{"deep": ' + "[" * depth + json.dumps(secret("openai-key")) + "]" * depth + "}").encode()
+    [cleaned] = Redactor().redact_batch([data])
+    assert cleaned.counts == {"openai-key": 1}
+    assert tail("openai-key").encode() not in cleaned.data and b"[REDACTED:openai-key]" in cleaned.data
+
+
 def test_a_secret_inside_a_large_message_is_redacted(runner, tmp_path, bank_sql):
     runner.invoke(app, ["init"])
     write_json(tmp_path / "big.json", [run_obj(1, True, user_text="y" * (5 << 20) + " " + secret("anthropic-key"))])
