@@ -25,7 +25,8 @@ from memkit.model import Operation, Playbook
 REASON = "evidence purged"
 # Tables whose rows belong to one run, by the column that names it.
 PER_RUN = [("steps", "trajectory_id"), ("tool_calls", "trajectory_id"), ("tool_results", "trajectory_id"),
-           ("scores", "trajectory_id"), ("exposures", "trajectory_id"), ("distilled_runs", "trajectory_id")]
+           ("scores", "trajectory_id"), ("exposures", "trajectory_id"), ("distilled_runs", "trajectory_id"),
+           ("step_flags", "trajectory_id"), ("item_tags", "trajectory_id")]
 
 
 class PurgeError(MemkitError):
@@ -160,8 +161,11 @@ def purge(bank, source=None, run=None, before=None, *, dry_run: bool = False) ->
     con.execute("BEGIN")
     try:
         deleted = {}
-        for table, column in PER_RUN:
+        for table, column in _per_run(con):
             deleted[table] = _delete(con, table, f"{column} IN (SELECT id FROM _purged)")
+        if _tables(con) >= {"reflections"}:  # an LLM reflection on several runs is derived from each of them
+            deleted["reflections"] = _delete(con, "reflections", """EXISTS (SELECT 1 FROM _purged
+                WHERE list_contains(CAST(reflections.trajectory_ids AS VARCHAR[]), _purged.id))""")
         deleted["redactions"] = _delete(con, "redactions", """source_sha256 IN (SELECT sha256 FROM _gone_sources)
             OR EXISTS (SELECT 1 FROM trajectories t WHERE t.id IN (SELECT id FROM _purged)
                        AND t.source_sha256 = redactions.source_sha256 AND t.record_location = redactions.location)""")
@@ -180,6 +184,16 @@ def purge(bank, source=None, run=None, before=None, *, dry_run: bool = False) ->
     return result
 
 
+def _tables(con) -> set[str]:
+    return {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+
+
+def _per_run(con) -> list[tuple[str, str]]:
+    """PER_RUN, less the tables a bank does not have (yet)."""
+    have = _tables(con)
+    return [(t, c) for t, c in PER_RUN if t in have]
+
+
 def _delete(con, table: str, where: str) -> int:
     return con.execute(f"DELETE FROM {table} WHERE {where}").fetchall()[0][0]
 
@@ -187,7 +201,7 @@ def _delete(con, table: str, where: str) -> int:
 def _count(con, ids: set[str], whole: list[str]) -> dict[str, int]:
     runs = sorted(ids)
     out = {table: con.execute(f"SELECT count(*) FROM {table} WHERE list_contains(?, {column})", [runs]).fetchall()[0][0]
-           for table, column in PER_RUN}
+           for table, column in _per_run(con)}
     out["rejects"] = con.execute("SELECT count(*) FROM rejects WHERE list_contains(?, source_sha256)", [whole]).fetchall()[0][0]
     out["trajectories"], out["sources"] = len(ids), len(whole)
     return {k: v for k, v in out.items() if v}

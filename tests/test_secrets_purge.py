@@ -363,6 +363,26 @@ def test_purge_by_run_prefix_keeps_the_source_while_it_has_runs(runner, tmp_path
     assert _counts(bank_sql)["sources"] == 1 and _counts(bank_sql)["rejects"] == 0 and _counts(bank_sql)["redactions"] == 0
 
 
+def test_purge_removes_flags_tags_and_reflections_of_the_runs(runner, tmp_path, bank_sql):
+    _two_sources(runner, tmp_path)
+    a, b = [r[0] for r in bank_sql("SELECT id FROM trajectories ORDER BY source_uri LIMIT 2")]
+    other = bank_sql("SELECT id FROM trajectories WHERE source_uri = 'b.jsonl' LIMIT 1")[0][0]
+    with memkit.open(tmp_path, write=True) as bank:
+        for run_id in (a, other):
+            bank.con.execute("INSERT INTO step_flags VALUES (?, 1, 'override', 'ignore previous')", [run_id])
+            bank.con.execute("INSERT INTO item_tags VALUES (?, 'default', 'pit-00001', 'helpful', NULL, 'm', now())", [run_id])
+        for ids in ([a, b], [other]):
+            bank.con.execute("INSERT INTO reflections VALUES ('default', 'contrast', ?, NULL, 'm', 'h', 'ok', NULL, NULL, "
+                             "NULL, now())", [json.dumps(ids)])
+    result = runner.invoke(app, ["purge", "--run", a, "--yes", "--json"])
+    assert result.exit_code == 0, result.output
+    assert {k: v for k, v in json.loads(result.stdout)["deleted"].items() if k in ("step_flags", "item_tags", "reflections")} \
+        == {"step_flags": 1, "item_tags": 1, "reflections": 1}
+    assert bank_sql("SELECT trajectory_id FROM step_flags") == [(other,)]
+    assert bank_sql("SELECT trajectory_id FROM item_tags") == [(other,)]
+    assert bank_sql("SELECT trajectory_ids FROM reflections") == [(json.dumps([other]),)]
+
+
 def test_purge_before_a_date_and_combined_selectors(runner, tmp_path, bank_sql):
     _two_sources(runner, tmp_path)
     result = runner.invoke(app, ["purge", "--before", "2000-01-01", "--yes"])
