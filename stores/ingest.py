@@ -6,7 +6,7 @@ import glob
 import queue
 import threading
 from itertools import chain
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -103,11 +103,22 @@ _REJECT_SCHEMA = pa.schema([("source_sha256", _S), ("source_uri", _S), ("locatio
                             ("reader", _S), ("reason", _S), ("raw", pa.binary())])
 
 
+def run_id_of(run: Run) -> str:
+    """The run's id; RecordError when the run holds a value orjson cannot write (nested deeper than
+    255 levels), so that run is a reject instead of an error that stops the ingest."""
+    try:
+        orjson.dumps(run.metadata, default=str)  # stored by add_run: fail here, not half-way through a batch
+        return content_hash(run.identity(), RUN_ID_LENGTH)
+    except orjson.JSONEncodeError as e:
+        if "ecursion" in str(e):
+            raise RecordError("a value is nested too deeply to store (more than 255 levels)") from None
+        raise RecordError(f"cannot be stored as JSON ({e})") from None
+
+
 class _Batch:
     """One batch of rows, built as tuples on the main thread and handed over as Arrow tables."""
 
-    def __init__(self, source: dict):
-        self.source = source
+    def __init__(self):
         self.traj: list[tuple] = []
         self.raw: list[bytes] = []
         self.steps: list[tuple] = []
@@ -115,9 +126,14 @@ class _Batch:
         self.results: list[tuple] = []
         self.scores: list[tuple] = []
         self.rejects: list[dict] = []
+        self.finish: list[Callable] = []  # jobs for files that ended in this batch (e.g. redaction rows)
+        self.sources: list[Callable] = []  # their `sources` rows, completed on the writer thread
 
-    def add_run(self, run_id: str, record: Record, run: Run, pb_name: Optional[str], pb_version: Optional[int]) -> None:
-        src = self.source
+    def __len__(self) -> int:
+        return len(self.traj)
+
+    def add_run(self, src: dict, run_id: str, record: Record, run: Run, pb_name: Optional[str],
+                pb_version: Optional[int]) -> None:
         self.traj.append((run_id, src["sha256"], src["uri"], record.location, run.external_id, run.task_id,
                           run.task_text, run.agent, run.model, run.started_at, run.ended_at, run.outcome, run.reward,
                           run.cost_usd, run.tokens_in, run.tokens_out, pb_name, pb_version, len(run.steps),
@@ -134,8 +150,9 @@ class _Batch:
         for sc in run.scores:
             self.scores.append((run_id, sc.scorer, sc.key, sc.value_num, sc.value_str, sc.explanation, sc.source))
 
-    def add_reject(self, location: str, line: Optional[int], reader: Optional[str], reason: str, raw: bytes) -> None:
-        self.rejects.append({"source_sha256": self.source["sha256"], "source_uri": self.source["uri"],
+    def add_reject(self, src: dict, location: str, line: Optional[int], reader: Optional[str], reason: str,
+                   raw: bytes) -> None:
+        self.rejects.append({"source_sha256": src["sha256"], "source_uri": src["uri"],
                              "location": location, "line": line, "reader": reader, "reason": reason, "raw": raw})
 
     def tables(self) -> dict[str, pa.Table]:
@@ -150,19 +167,18 @@ class _Batch:
         return out
 
 
-class _FileCounts:
-    def __init__(self):
-        self.added = self.duplicates = 0
-
-
-def _write_batch(tables: dict[str, pa.Table], rejects: list[dict], result: IngestResult, counts: _FileCounts):
-    """A job for the writer thread: insert the batch's new runs (skipping ids already stored) and its rejects."""
+def _write_batch(batch: _Batch, result: IngestResult, counts: dict[str, list[int]]):
+    """A job for the writer thread, one transaction: the batch's new runs (skipping ids already stored),
+    their flags, its rejects, and the source rows of the files that ended in it. Many small files share
+    a batch, so a folder of sessions costs one commit per batch, not one per file."""
+    tables, rejects, finish, sources = batch.tables(), batch.rejects, batch.finish, batch.sources
 
     def job(cur: duckdb.DuckDBPyConnection) -> None:
         known: list[str] = []
         cur.execute("BEGIN")
         try:
             traj = tables["trajectories"]
+            all_sources = traj["source_sha256"].to_pylist()
             if traj.num_rows:
                 cur.register("_batch_ids", traj.select(["id"]))
                 known = [r[0] for r in cur.execute("SELECT t.id FROM trajectories t JOIN _batch_ids b USING (id)").fetchall()]
@@ -191,12 +207,19 @@ def _write_batch(tables: dict[str, pa.Table], rejects: list[dict], result: Inges
                 cur.execute("""INSERT INTO rejects BY NAME SELECT *, now() AS rejected_at FROM _rejects
                                ON CONFLICT DO UPDATE SET reason = excluded.reason, rejected_at = excluded.rejected_at""")
                 cur.unregister("_rejects")
+            added = Counter(tables["trajectories"]["source_sha256"].to_pylist())
+            for sha, n in (Counter(all_sources) - added).items():
+                counts[sha][1] += n
+            for sha, n in added.items():
+                counts[sha][0] += n
+            for finish_file in finish:
+                finish_file(cur)
+            if sources:
+                _write_sources(cur, [row() for row in sources])
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        counts.duplicates += len(known)
-        counts.added += traj.num_rows
         result.duplicates += len(known)
         result.added += traj.num_rows
         if traj.num_rows:
@@ -206,17 +229,32 @@ def _write_batch(tables: dict[str, pa.Table], rejects: list[dict], result: Inges
     return job
 
 
-def _record_source(source: dict, size: int, fmt: str, version: str, records: int, rejected: int, counts: _FileCounts):
-    def job(cur: duckdb.DuckDBPyConnection) -> None:
-        cur.execute(
-            """INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())
-               ON CONFLICT DO UPDATE SET uri = excluded.uri, records = excluded.records,
-               added = sources.added + excluded.added, duplicates = excluded.duplicates,
-               rejected = excluded.rejected, ingested_at = excluded.ingested_at""",
-            [source["sha256"], source["uri"], fmt, version, size, records, counts.added, counts.duplicates, rejected],
-        )
+_SOURCE_SCHEMA = pa.schema([("sha256", _S), ("uri", _S), ("format", _S), ("parser_version", _S), ("size_bytes", _I),
+                            ("records", _I), ("added", _I), ("duplicates", _I), ("rejected", _I)])
 
-    return job
+
+def _source_row(source: dict, size: int, fmt: str, version: str, records: int, rejected: int, repeated: int,
+                counts: dict[str, list[int]]):
+    """The file's `sources` row, completed on the writer thread with what its batches added; written in
+    the transaction of the batch that holds the file's last runs, so it never claims runs not stored."""
+
+    def row() -> tuple:
+        added, duplicates = counts.pop(source["sha256"], (0, 0))
+        return (source["sha256"], source["uri"], fmt, version, size, records, added, duplicates + repeated, rejected)
+
+    return row
+
+
+def _write_sources(cur, rows: list[tuple]) -> None:
+    table = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(zip(*rows), _SOURCE_SCHEMA)],
+                                 schema=_SOURCE_SCHEMA)
+    cur.register("_sources", table)
+    cur.execute(
+        """INSERT INTO sources BY NAME SELECT *, now() AS ingested_at FROM _sources
+           ON CONFLICT DO UPDATE SET uri = excluded.uri, records = excluded.records,
+           added = sources.added + excluded.added, duplicates = excluded.duplicates,
+           rejected = excluded.rejected, ingested_at = excluded.ingested_at""")
+    cur.unregister("_sources")
 
 
 class _Writer:
@@ -285,30 +323,49 @@ def ingest_files(
             parse_playbook_ref(playbook_ref)  # fail early on a malformed flag
         except RecordError as e:
             raise BadPlaybookRef(f"--playbook: {e}") from None
-    latest_versions = latest_versions or {}
     result = IngestResult(files=len(files))
-    writer = _Writer(con)
+    state = _Ingest(_Writer(con), result, batch_size, outcome_map)
     try:
         for index, path in enumerate(files):
             on_file(path, index)
-            _ingest_file(path, ctx, forced, playbook_ref, batch_size, latest_versions, writer, result, on_records,
-                         outcome_map)
+            _ingest_file(path, ctx, forced, playbook_ref, latest_versions or {}, state, on_records)
+        state.flush()
     finally:
-        writer.close()
+        state.writer.close()
     if outcome_map is not None:
         result.outcomes_matched = outcome_map.matched
     return result
 
 
-def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, batch_size: int, latest_versions: dict,
-                 writer: _Writer, result: IngestResult, on_records: Callable[[int], None], outcomes=None) -> None:
+class _Ingest:
+    """What one ingest call shares across its files: the writer, the batch being filled (small files
+    share batches), the run ids seen, and per-source counts kept by the writer thread."""
+
+    def __init__(self, writer: _Writer, result: IngestResult, batch_size: int, outcomes=None):
+        self.writer, self.result, self.batch_size, self.outcomes = writer, result, batch_size, outcomes
+        self.batch = _Batch()
+        self.seen: set[str] = set()
+        self.counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # sha -> [added, duplicates], writer-side
+
+    def flush(self) -> None:
+        batch, self.batch = self.batch, _Batch()
+        if batch.traj or batch.rejects or batch.finish or batch.sources:
+            self.writer.submit(_write_batch(batch, self.result, self.counts))
+        job = self.outcomes.job() if self.outcomes is not None else None
+        if job is not None:  # after the batch that holds the runs: it updates them
+            self.writer.submit(job)
+
+    def full(self) -> bool:
+        return len(self.batch) >= self.batch_size
+
+
+def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, latest_versions: dict, state: _Ingest,
+                 on_records: Callable[[int], None]) -> None:
     source = {"sha256": file_sha256(path), "uri": str(path)}
-    counts = _FileCounts()
-    batch = _Batch(source)
+    result, outcomes = state.result, state.outcomes
     reader = forced
-    red = Redactions(ctx.redactor)
-    seen: set[str] = set()
-    records = rejected = 0
+    red = Redactions()
+    records = rejected = repeated = 0
     failed = False
 
     def reject(location, line, reader_name, reason, raw):
@@ -317,35 +374,28 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, batch_size:
         result.rejected += 1
         if len(result.reject_lines) < 20 and location != "file":  # file-level errors are reported on their own
             result.reject_lines.append(f"{source['uri']} {location}: {reason}")
-        batch.add_reject(location, line, reader_name, reason, raw)
+        state.batch.add_reject(source, location, line, reader_name, reason, raw)
 
     def add(record: Record, run: Run) -> None:
-        nonlocal batch
+        nonlocal repeated
         try:
             name, version = parse_playbook_ref(playbook_ref or run.playbook_ref)
+            run_id = run_id_of(run)
         except RecordError as e:
             reject(record.location, record.line, reader.name, str(e), record.data[:65536])
             return
-        run_id = content_hash(run.identity(), RUN_ID_LENGTH)
-        if run_id in seen:  # the same run twice in one file
-            counts.duplicates += 1
+        if run_id in state.seen:  # the same run twice in this ingest
+            repeated += 1
             result.duplicates += 1
             return
-        seen.add(run_id)
+        state.seen.add(run_id)
         if name and version is None:
             version = latest_versions.get(name)
         if outcomes is not None:
             outcomes.apply(run_id, run, path)  # after the id: the verdict is not part of the trace
-        batch.add_run(run_id, record, run, name, version)
-        if len(batch.traj) >= batch_size:
-            writer.submit(_write_batch(batch.tables(), batch.rejects, result, counts))
-            batch = _Batch(source)
-            submit_outcomes()
-
-    def submit_outcomes() -> None:
-        job = outcomes.job() if outcomes is not None else None
-        if job is not None:  # after the batch that holds the runs: it updates them
-            writer.submit(job)
+        state.batch.add_run(source, run_id, record, run, name, version)
+        if state.full():
+            state.flush()
 
     def counted(pairs: Iterator[tuple]) -> Iterator[tuple]:
         nonlocal records
@@ -405,14 +455,11 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, batch_size:
         msg = f"{path}: cannot read ({e.__class__.__name__}: {e})"
         result.file_errors.append(msg)
         reject("file", None, None, msg, b"")
-    writer.submit(_write_batch(batch.tables(), batch.rejects, result, counts))
-    submit_outcomes()
     result.records += records
     result.redactions.update(red.counts)
     if reader is None and not failed and not rejected:
         result.file_errors.append(f"{path}: holds no records")
     fmt = reader.name if reader else "unknown"
     result.formats[fmt] += 1
-    writer.submit(red.write_job(source["sha256"]))
-    writer.submit(_record_source(source, path.stat().st_size, fmt, reader.version if reader else "-",
-                                 records, rejected, counts))
+    state.batch.sources.append(_source_row(source, path.stat().st_size, fmt, reader.version if reader else "-",
+                                           records, rejected, repeated, state.counts))
