@@ -364,7 +364,7 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, latest_vers
     source = {"sha256": file_sha256(path), "uri": str(path)}
     result, outcomes = state.result, state.outcomes
     reader = forced
-    red = Redactions()
+    red = Redactions(ctx.redactor)
     records = rejected = repeated = 0
     failed = False
 
@@ -461,5 +461,6 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, latest_vers
         result.file_errors.append(f"{path}: holds no records")
     fmt = reader.name if reader else "unknown"
     result.formats[fmt] += 1
+    state.batch.finish.append(red.write_job(source["sha256"]))
     state.batch.sources.append(_source_row(source, path.stat().st_size, fmt, reader.version if reader else "-",
                                            records, rejected, repeated, state.counts))
