@@ -119,6 +119,8 @@ class Bank:
 
         c = self.config.ingest
         ctx = ReadContext(c.success_threshold, c.failure_threshold, c.error_prefixes, redactor=self.redactor())
+        if c.memory_limit:
+            self.con.execute(f"SET memory_limit = '{c.memory_limit}'")
         latest = dict(self.con.execute("SELECT playbook, max(version) FROM playbook_versions GROUP BY 1").fetchall())
         return ingest_files(self.con, paths, ctx, format=format, playbook_ref=playbook, batch_size=c.batch_size,
                             latest_versions=latest, on_file=on_file, on_records=on_records, outcomes=outcomes,

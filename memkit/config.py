@@ -22,6 +22,7 @@ class IngestConfig(_Section):
     failure_threshold: float = 0.0
     error_prefixes: list[str] = Field(default_factory=lambda: ["Error", "error:", "Traceback", "Exception", "ERROR"])
     batch_size: int = 1000
+    memory_limit: Optional[str] = Field("1GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]?i?B$")
 
 
 class RedactConfig(_Section):
@@ -140,6 +141,9 @@ ingest:
   # A tool result starting with one of these is an error.
   error_prefixes: [Error, "error:", Traceback, Exception, ERROR]
   batch_size: 1000
+  # DuckDB's memory while ingesting (it spills to disk past it), so a multi-GB file ingests in
+  # bounded memory. null = DuckDB's default (80% of RAM).
+  memory_limit: 1GB
 
 redact:
   # Secrets are always replaced by [REDACTED:detector] before anything is stored: API keys and
