@@ -14,7 +14,7 @@ from memkit.config import Config
 from memkit.distill import heuristic
 from memkit.distill.curate import curate
 from memkit.distill.guard import check_consistency
-from memkit.fileio import write_atomic
+from memkit.fileio import remove_stale_temps, write_atomic
 from memkit.distill.score import record_exposures, score
 from memkit.model import Insight, Operation, Playbook
 from memkit.stores import playbook_store as store
@@ -52,6 +52,8 @@ def sync_file(con, path: Path, name: str, dry_run: bool = False) -> tuple[Playbo
     no version was edited by hand and is recorded as a version of its own (op EDIT).
     """
     latest = store.latest_version(con, name)
+    if not dry_run:  # the caller holds the bank's write lock: no other writer of this file is running
+        remove_stale_temps(path)
     pb = store.load(path, name)
     if latest is None:
         return pb, None
@@ -75,6 +77,8 @@ def sync_file(con, path: Path, name: str, dry_run: bool = False) -> tuple[Playbo
 def run(con, cfg: Config, path: Path, name: str, *, dry_run: bool = False, git: bool = True,
         model_run=None) -> DistillResult:
     playbook, current = sync_file(con, path, name, dry_run)
+    if git and not dry_run and current is not None:
+        commit_interrupted(con, path, playbook)
     new_runs = {r[0] for r in con.execute(
         "SELECT id FROM trajectories WHERE id NOT IN (SELECT trajectory_id FROM distilled_runs WHERE playbook = ?)", [name]
     ).fetchall()}
@@ -120,6 +124,20 @@ def publish(con, path: Path, playbook: Playbook, ops: list[Operation], git: bool
     """After the version row is durable: write the file atomically, then commit it to git if it is in a repo."""
     write_atomic(path, store.to_yaml(playbook))
     commit = store.git_commit(path, commit_message(playbook, ops)) if git else None
+    if commit:
+        store.set_git_commit(con, playbook.name, playbook.version, commit)
+    return commit
+
+
+def commit_interrupted(con, path: Path, playbook: Playbook) -> Optional[str]:
+    """Commit the file of the latest version when a killed process recorded it but never committed it.
+    (Nothing happens when git has the file as it is, or the folder is not in a repository.)"""
+    rows = con.execute("SELECT operations FROM playbook_versions WHERE playbook = ? AND version = ? AND git_commit IS NULL",
+                       [playbook.name, playbook.version]).fetchall()
+    if not rows:
+        return None
+    ops = [Operation.model_validate(o) for o in orjson.loads(rows[0][0])]
+    commit = store.git_commit(path, commit_message(playbook, ops))
     if commit:
         store.set_git_commit(con, playbook.name, playbook.version, commit)
     return commit

@@ -7,6 +7,16 @@ import tempfile
 from pathlib import Path
 
 
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temp files a killed write_atomic left beside `path` (SIGKILL runs no cleanup).
+    Only for a caller that holds the lock serialising every writer of `path`: another writer's
+    temp file would be taken from under it."""
+    stale = sorted(Path(path).parent.glob(f".{Path(path).name}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder, fsync, then rename over the target."""
     path = Path(path)
