@@ -266,8 +266,17 @@ def is_message_list(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
 
 
+def _dumps(value: Any) -> bytes:
+    """The value's JSON bytes. orjson writes at most 255 levels but reads 1024: a record nested
+    between the two is still written (by json), so its reader rejects it instead of ingest failing."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False).encode()
+
+
 def _values(values: list, red: Redactions) -> Iterator[Record]:
-    return _batched(((f"index {i}", None, orjson.dumps(v)) for i, v in enumerate(values)), red)
+    return _batched(((f"index {i}", None, _dumps(v)) for i, v in enumerate(values)), red)
 
 
 def _head(path: Path) -> bytes:

@@ -268,7 +268,8 @@ def test_hostile_otel_input_is_rejected_with_reasons_and_good_traces_kept(cli_ba
         "line 6 resourceSpans[0].scopeSpans[0].spans[0]": "resourceSpans[0].scopeSpans[0].spans[0]: "
                                                           "attribute value nested too deeply",
         "trace " + "9" * 32: "no GenAI messages or tool calls in its 1 span(s)",
-        "trace " + "8" * 32: "nested too deeply to store",
+        "line 8 resourceSpans[0].scopeSpans[0].spans[0]": "resourceSpans[0].scopeSpans[0].spans[0]: "
+                                                          "span: nested more than 200 levels deep",
         "trace " + "7" * 32: "span 7777777777777777 (chat) gen_ai.input.messages[0]: unknown role 'robot'",
         "line 10 resourceSpans[0].scopeSpans[0].spans[0]": "resourceSpans[0].scopeSpans[0].spans[0]: span has no traceId",
         "line 11": "expected an OTLP export object, not list",

@@ -29,6 +29,8 @@ def _is_anthropic_block(block: Any) -> bool:
     if not isinstance(block, dict):
         return False
     kind = block.get("type")
+    if not isinstance(kind, str):  # a list or object 'type' is not hashable
+        return False
     if kind in _ANTHROPIC_BLOCKS or is_tool_result_block(kind):
         return True
     return kind == "image" and isinstance(block.get("source"), dict)

@@ -170,6 +170,8 @@ class ClaudeCodeReader(RecordReader):
         if not isinstance(record, dict):
             return False
         kind = record.get("type")
+        if not isinstance(kind, str):  # a list or object 'type' is not hashable
+            return False
         if kind in _MESSAGE_EVENTS:
             return isinstance(record.get("sessionId"), str) and "uuid" in record and "parentUuid" in record
         if kind == "summary":

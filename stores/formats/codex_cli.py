@@ -93,7 +93,7 @@ class _Rollout:
         kind = item.get("type")
         if kind == "message":
             role = item.get("role")
-            if role not in _ROLES:
+            if not isinstance(role, str) or role not in _ROLES:  # a list or object is not hashable
                 raise RecordError(f"message role {role!r} is not one of user, assistant, developer, system")
             content = item.get("content")
             if not isinstance(content, (list, str)):
@@ -234,7 +234,7 @@ class CodexCliReader(RecordReader):
         if not isinstance(record, dict):
             return False
         kind = record.get("type")
-        if kind in _LINE_TYPES:
+        if isinstance(kind, str) and kind in _LINE_TYPES:  # a list or object 'type' is not hashable
             return "payload" in record
         if record.get("record_type") == "state":
             return True
@@ -259,7 +259,7 @@ class CodexCliReader(RecordReader):
                     payload = line["payload"]  # a line kind this reader does not know is kept, not read
                 elif line.get("record_type") == "state":
                     kind, payload = "state", None
-                elif kind in _ITEM_TYPES:
+                elif isinstance(kind, str) and kind in _ITEM_TYPES:  # a list or object 'type' is not hashable
                     kind, payload = "response_item", line
                 elif "id" in line and "timestamp" in line and "payload" not in line and kind is None:
                     kind, payload = "session_meta", line  # an older rollout's first line

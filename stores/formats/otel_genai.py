@@ -40,7 +40,7 @@ import orjson
 
 from memkit.model import Run, Score, Step, ToolCall
 from memkit.stores.formats import ReadContext, RecordError, RecordReader
-from memkit.stores.formats.fields import outcome_from
+from memkit.stores.formats.fields import check_nesting, may_nest_deeply, outcome_from
 from memkit.stores.formats.openai_chat import parse_arguments
 from memkit.stores.records import Record
 
@@ -790,6 +790,7 @@ class OtelGenAIReader(RecordReader):
                 yield record, RecordError(f"expected an OTLP export object, not {type(value).__name__}")
                 continue
             rs_list = _get(value, "resourceSpans", "resource_spans")
+            deep = may_nest_deeply(record.data)
             if not isinstance(rs_list, list):
                 yield record, RecordError("no 'resourceSpans' in the record" if rs_list is None
                                           else f"resourceSpans must be a list, not {type(rs_list).__name__}")
@@ -802,6 +803,8 @@ class OtelGenAIReader(RecordReader):
                     res_raw = rs.get("resource")
                     if res_raw is not None and not isinstance(res_raw, dict):
                         raise RecordError("resource must be an object")
+                    if deep:  # the resource is written with every trace of the group
+                        check_nesting(res_raw, "resource")
                     resource = attributes((res_raw or {}).get("attributes"))
                     ss_list = _get(rs, "scopeSpans", "scope_spans", rs.get("instrumentationLibrarySpans"))
                     if not isinstance(ss_list, list):
@@ -815,10 +818,18 @@ class OtelGenAIReader(RecordReader):
                     if not isinstance(spans, list):
                         yield _part(record, w, ss), RecordError(f"{w}: spans must be a list")
                         continue
+                    if deep:
+                        try:
+                            check_nesting(ss.get("scope", ss.get("instrumentationLibrary")), "scope")
+                        except RecordError as e:
+                            yield _part(record, w, ss), RecordError(f"{w}: {e}")
+                            continue
                     group = (n, ri, si)
                     tops[group] = (res_raw, ss.get("scope", ss.get("instrumentationLibrary")))
                     for k, raw_span in enumerate(spans):
                         try:
+                            if deep:  # a span too deep to store would cost the whole trace it joins
+                                check_nesting(raw_span, "span")
                             span = _parse_span(raw_span, resource, order, group)
                         except RecordError as e:
                             yield _part(record, f"{w}.spans[{k}]", raw_span), RecordError(f"{w}.spans[{k}]: {e}")
