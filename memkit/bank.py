@@ -182,7 +182,6 @@ class Bank:
 
         return costs(self.con, limit)
 
-
     def score(self, playbook: Optional[str] = None):
         """Recompute utility only (distill does this too); a changed playbook is written as a version."""
         return self.distill(playbook)

@@ -118,7 +118,6 @@ class Config(_Section):
     retrieve: RetrieveConfig = Field(default_factory=RetrieveConfig)
 
 
-
 DEFAULT_CONFIG_TEXT = """\
 # memkit configuration. Every key is optional; the values shown are the defaults.
 
@@ -197,6 +196,7 @@ export:
   encoding: o200k_base
   # Share of a budget kept for unproven items, so new lessons get shown and can earn evidence.
   exploration_share: 0.2
+
 # LLM distillation: any litellm model string (openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest,
 # ollama/llama3.1, hosted_vllm/NAME with llm.api_base). null = the heuristic reflector.
 # `memkit distill --model` and the MEMKIT_MODEL variable override it.

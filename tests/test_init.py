@@ -80,3 +80,21 @@ def test_invalid_config_is_one_line(runner, tmp_path):
     lines = result.stderr.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith(f"Error: {tmp_path.resolve() / 'memkit.yaml'}: ingest.batch_size: ")
+
+
+def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+
+    from memkit.fileio import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "new.yaml", "a: 1\n")
+        assert stat.S_IMODE((tmp_path / "new.yaml").stat().st_mode) == 0o644
+        (tmp_path / "kept.yaml").write_text("x")
+        os.chmod(tmp_path / "kept.yaml", 0o640)
+        write_atomic(tmp_path / "kept.yaml", "y")
+        assert stat.S_IMODE((tmp_path / "kept.yaml").stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
