@@ -216,6 +216,11 @@ def test_hostile_records_are_rejects_and_keep_good_siblings(name, data, tmp_path
             mixed.insert(data.draw(st.integers(0, len(mixed))), g)
     pairs = _ingested(reader.read(mixed, CTX))
     got = _runs(name, pairs)
+    if name == "otel-genai":
+        # A corrupted copy of a span joins the trace it claims (same trace id): an inconsistent trace may
+        # be rejected whole. Traces no fuzzed span claims must survive.
+        claimed = "".join(json.dumps(r.value, default=str) for r in fuzzed if r.value is not None)
+        expected = [run for run in expected if str(run) not in claimed]
     for run in expected:  # (b) every good run is still there
         assert run in got, [str(e)[:200] for _, e in pairs if isinstance(e, RecordError)]
 
