@@ -186,3 +186,32 @@ def test_unproven_items_get_their_share_and_proven_helpful_ones_the_rest():
     assert len(ids & {i.id for i in proven}) >= 3 and harmful[0].id not in ids
     none, _ = ex.select(budget, min_evidence=5, exploration_share=0.0)
     assert not {i.id for i in none} & {i.id for i in unproven}  # without a share, proven helpers win
+
+
+def test_purging_runs_scores_as_if_they_were_never_ingested(distilled, tmp_path):
+    """Scores come from events, so after a purge they equal those of a bank that never had the runs."""
+    import shutil
+
+    from memkit.distill.score import _family_totals, item_events
+
+    items = list(playbook_items(distilled))
+    keep = [run_obj(i, success=i % 3 != 0, cite=items[0] if i % 2 else None, task_id=f"t{i % 4}") for i in range(12)]
+    drop = [run_obj(100 + i, success=False, cite=items[0], task_id=f"t{i % 4}") for i in range(8)]
+    twin = tmp_path / "twin"
+    shutil.copytree(distilled, twin)
+    write_jsonl(distilled / "keep.jsonl", keep)
+    write_jsonl(distilled / "drop.jsonl", drop)
+    write_jsonl(twin / "keep.jsonl", keep)
+    with memkit.open(distilled, write=True) as b:
+        b.ingest([distilled / "keep.jsonl"], playbook="default@1")
+        b.ingest([distilled / "drop.jsonl"], playbook="default@1")
+        b.score("default")
+        b.purge(source=str(distilled / "drop.jsonl"))
+        b.score("default")
+        purged = (item_events(b.con, "default"), _family_totals(b.con), b.load_playbook("default"))
+    with memkit.open(twin, write=True) as b:
+        b.ingest([twin / "keep.jsonl"], playbook="default@1")
+        b.score("default")
+        never = (item_events(b.con, "default"), _family_totals(b.con), b.load_playbook("default"))
+    assert purged[0] == never[0] and purged[1] == never[1]
+    assert {i.id: i.utility for i in purged[2].items} == {i.id: i.utility for i in never[2].items}
