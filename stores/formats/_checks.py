@@ -4,36 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from memkit.stores.formats import RecordError
-
-# orjson, which writes every stored row, refuses values nested deeper than 254 levels; a value
-# kept in a row (tool arguments, metadata) must leave room for the row around it.
-MAX_NESTING = 200
-_WRAP = 254 - MAX_NESTING
+from memkit.stores.formats.fields import check_nesting, dumps_checked
 
 
 def storable(value: Any, where: str) -> Any:
-    """`value`, or RecordError when it is nested too deeply to be stored as JSON."""
-    wrapped = value
-    for _ in range(_WRAP):
-        wrapped = [wrapped]
-    try:
-        orjson.dumps(wrapped, default=str)
-    except orjson.JSONEncodeError as e:
-        if "ecursion" in str(e):
-            raise RecordError(f"{where}: nested more than {MAX_NESTING} levels deep") from None
-        raise RecordError(f"{where}: cannot be stored as JSON ({e})") from None
+    """`value`, or RecordError when it is nested too deeply to be stored as JSON (see fields.check_nesting)."""
+    check_nesting(value, where)
     return value
 
 
 def dumps(value: Any, where: str) -> bytes:
     """orjson.dumps(value), or RecordError when it is nested too deeply."""
-    try:
-        return orjson.dumps(storable(value, where))
-    except orjson.JSONEncodeError as e:
-        raise RecordError(f"{where}: cannot be stored as JSON ({e})") from None
+    return dumps_checked(value, where)
 
 
 def json_error(data: bytes, error: Exception) -> str:

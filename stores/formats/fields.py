@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import orjson
+
 from memkit.stores.formats import ReadContext, RecordError
 
 _OUTCOME_WORDS = {
@@ -72,8 +74,6 @@ def text_of(content: Any, where: str) -> Optional[str]:
         return str(content)
     raise RecordError(f"{where}: content must be text or a list of parts, not {type(content).__name__}")
 
-
-import orjson  # noqa: E402  (helpers appended below the original ones)
 
 # orjson, which writes every stored row, refuses values nested deeper than 254 levels; readers
 # reject deeper records up front, leaving room for the rows and hashes that wrap a value.
