@@ -154,7 +154,8 @@ def item_events(con, name: str) -> dict[str, list[Event]]:
         f"""SELECT e.item_id, t.id, coalesce(t.task_id, ''), t.outcome, t.reward, e.cited,
                    coalesce(t.started_at, ''), e.version
             FROM exposures e JOIN trajectories t ON t.id = e.trajectory_id
-            WHERE e.playbook = ? AND t.outcome IN {_KNOWN}""", [name]
+            WHERE e.playbook = ? AND t.outcome IN {_KNOWN}
+            ORDER BY e.item_id, 7, t.id, e.version, e.cited""", [name]
     ).fetchall():
         events[item_id].append(Event(run_id, fam, run_value(outcome, reward), outcome == "success", cited,
                                      (started, run_id), version))
