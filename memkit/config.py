@@ -49,7 +49,7 @@ class ScoringConfig(_Section):
     min_harmful_tags: int = 3
     harmful_ratio: float = 3.0
     stale_after: int = 5
-    min_independent_runs: int = 1
+    min_independent_runs: int = 2
 
 
 class ExportConfig(_Section):
@@ -187,8 +187,9 @@ scoring:
   stale_after: 5
   # A lesson is exported only when this many independent clean runs (different tasks, or sources)
   # support it; the others, e.g. lessons resting only on runs with injected instructions, are
-  # quarantined. 2 guards against one poisoned task, at the cost of quarantining single-task lessons.
-  min_independent_runs: 1
+  # quarantined, until more evidence arrives or someone approves them (memkit playbook quarantine).
+  # 1 trusts any single clean run: only for banks whose runs all come from one trusted task.
+  min_independent_runs: 2
 
 export:
   target: agents-md
