@@ -68,9 +68,15 @@ class Bank:
         return connect(self._db, read_only=True)
 
     def close(self) -> None:
+        """A writer leaves readers a snapshot of what it wrote (memkit.stores.database), then lets go."""
         if self._con is not None:
-            self._con.close()
-            self._con = None
+            from memkit.stores.database import publish_snapshot
+
+            try:
+                publish_snapshot(self._con, self._db)
+            finally:
+                self._con.close()
+                self._con = None
 
     def __enter__(self) -> "Bank":
         return self

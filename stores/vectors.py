@@ -67,7 +67,7 @@ class VectorStore:
 
             schema = pa.schema([("playbook", pa.string()), ("key", pa.string()), ("text_hash", pa.string()),
                                 ("vector", pa.list_(pa.float32(), dims))])
-            table = db.create_table(name, schema=schema)
+            table = db.create_table(name, schema=schema, exist_ok=True)  # another process may race us to it
         self._tables[name] = table
         return table
 
@@ -124,10 +124,15 @@ class VectorStore:
             if not only:
                 return []
             where += f" AND key IN ({', '.join(_quote(x) for x in only)})"
+        # Over-fetch a little: two processes syncing at once (a retrieve during a distill) may both
+        # add a key before either sees the other's row; a key counts once, at its best distance.
         rows = (table.search(np.asarray(vector, dtype=np.float32).tolist()).distance_type("cosine")
-                .where(where, prefilter=True).limit(k).to_arrow())
-        return [Hit(key, 1.0 - float(d), np.asarray(v, dtype=np.float32)) for key, d, v in
-                zip(rows.column("key").to_pylist(), rows.column("_distance").to_pylist(), rows.column("vector").to_pylist())]
+                .where(where, prefilter=True).limit(2 * k).to_arrow())
+        hits: dict[str, Hit] = {}
+        for key, d, v in zip(rows.column("key").to_pylist(), rows.column("_distance").to_pylist(),
+                             rows.column("vector").to_pylist()):
+            hits.setdefault(key, Hit(key, 1.0 - float(d), np.asarray(v, dtype=np.float32)))
+        return list(hits.values())[:k]
 
     def vectors(self, kind: str, scope: str, keys: Iterable[str]) -> dict[str, np.ndarray]:
         keys = list(keys)
