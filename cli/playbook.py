@@ -102,6 +102,20 @@ def diff(
         console.print("no differences")
 
 
+_STATUS = {"retire": ("retired", "Retired"), "restore": ("active", "Restored"),
+           "approve": ("active", "Approved"), "reject": ("retired", "Rejected")}
+
+
+def _set_status(bank: Path, json: bool, action: str, name: str, item_id: str, reason: str) -> None:
+    """retire / restore / quarantine approve / reject: one Bank method each, one version each."""
+    status, done = _STATUS[action]
+    with open_bank(bank, write=True) as b:
+        pb = getattr(b, action)(name, item_id, reason)
+    if json:
+        return emit_json({"playbook": name, "version": pb.version, "item": item_id, "status": status})
+    console.print(f"{done} {item_id}: {name} v{pb.version}.", highlight=False)
+
+
 @app.command()
 @handle_errors
 def retire(
@@ -115,11 +129,7 @@ def retire(
 
     Example: memkit playbook retire airline pit-00003 --reason "policy changed"
     """
-    with open_bank(bank, write=True) as b:
-        pb = b.retire(name, item_id, reason)
-    if json:
-        return emit_json({"playbook": name, "version": pb.version, "item": item_id, "status": "retired"})
-    console.print(f"Retired {item_id}: {name} v{pb.version}.", highlight=False)
+    _set_status(bank, json, "retire", name, item_id, reason)
 
 
 @app.command()
@@ -135,11 +145,7 @@ def restore(
 
     Example: memkit playbook restore airline pit-00003 --reason "retired by mistake"
     """
-    with open_bank(bank, write=True) as b:
-        pb = b.restore(name, item_id, reason)
-    if json:
-        return emit_json({"playbook": name, "version": pb.version, "item": item_id, "status": "active"})
-    console.print(f"Restored {item_id}: {name} v{pb.version}.", highlight=False)
+    _set_status(bank, json, "restore", name, item_id, reason)
 
 
 @app.command()
@@ -262,11 +268,7 @@ def quarantine_approve(
 
     Example: memkit playbook quarantine approve airline pit-00012 --reason "checked against the policy"
     """
-    with open_bank(bank, write=True) as b:
-        pb = b.approve(name, item_id, reason)
-    if json:
-        return emit_json({"playbook": name, "version": pb.version, "item": item_id, "status": "active"})
-    console.print(f"Approved {item_id}: {name} v{pb.version}.", highlight=False)
+    _set_status(bank, json, "approve", name, item_id, reason)
 
 
 @quarantine_app.command("reject")
@@ -282,11 +284,7 @@ def quarantine_reject(
 
     Example: memkit playbook quarantine reject airline pit-00012 --reason "came from an injected tool result"
     """
-    with open_bank(bank, write=True) as b:
-        pb = b.reject(name, item_id, reason)
-    if json:
-        return emit_json({"playbook": name, "version": pb.version, "item": item_id, "status": "retired"})
-    console.print(f"Rejected {item_id}: {name} v{pb.version}.", highlight=False)
+    _set_status(bank, json, "reject", name, item_id, reason)
 
 
 @app.command()
