@@ -14,14 +14,14 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ValidationError
 
 from memkit.canonical import content_hash
-from memkit.config import Config
+from memkit.config import Config, LLMConfig
 from memkit.errors import MemkitError
 from memkit.tokens import count_tokens
 
@@ -48,31 +48,14 @@ class BudgetExceeded(MemkitError):
     "The next call could take the spend past --max-cost."
 
 
-@dataclass
-class LLMSettings:
+class LLMSettings(LLMConfig):
+    """memkit.yaml's `llm:` section, the model it calls, and any command-line overrides."""
+
     model: str
-    api_base: Optional[str] = None
-    temperature: float = 0.0
-    max_tokens: int = 1200
-    timeout: float = 60.0
-    retries: int = 3
-    backoff: float = 1.0
-    max_backoff: float = 30.0
-    invalid_retries: int = 1
-    concurrency: int = 4
-    requests_per_minute: Optional[int] = None
-    max_cost: Optional[float] = None
-    json_mode: bool = True
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, cfg: Config, model: str, **overrides) -> "LLMSettings":
-        c = cfg.llm
-        values = dict(model=model, api_base=c.api_base, temperature=c.temperature, max_tokens=c.max_tokens,
-                      timeout=c.timeout, retries=c.retries, backoff=c.backoff, max_backoff=c.max_backoff,
-                      invalid_retries=c.invalid_retries, concurrency=c.concurrency,
-                      requests_per_minute=c.requests_per_minute, max_cost=c.max_cost, json_mode=c.json_mode,
-                      extra=dict(c.extra))
+        values = {**cfg.llm.model_dump(), "model": model}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
