@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 from memkit.model import Run, Step, ToolCall
 from memkit.stores.formats import ReadContext, RecordError, RecordReader
-from memkit.stores.formats.fields import check_nesting, number, opt_str, outcome_from, text_of
-from memkit.stores.formats.openai_chat import first_user_text, parse_arguments
+from memkit.stores.formats.fields import check_nesting, opt_str, text_of
+from memkit.stores.formats.openai_chat import first_user_text, parse_arguments, run_from_object
 
 # Block types only Anthropic's shape has: one of them in a message list settles detection.
 _ANTHROPIC_BLOCKS = frozenset(("tool_use", "tool_result", "thinking", "redacted_thinking", "server_tool_use",
@@ -142,10 +142,6 @@ def steps_from_anthropic(messages: Any, ctx: ReadContext, system: Any = None) ->
     return steps
 
 
-def _int(v: Any) -> Optional[int]:
-    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
 class AnthropicMessagesReader(RecordReader):
     name = "anthropic-messages"
     version = "1"
@@ -174,34 +170,7 @@ class AnthropicMessagesReader(RecordReader):
         if "messages" not in record:
             raise RecordError("no 'messages' in run")
         steps = steps_from_anthropic(record["messages"], ctx, record.get("system"))
-        meta = record.get("metadata") or {}
-        if not isinstance(meta, dict):
-            raise RecordError("metadata must be an object")
-        check_nesting(meta, "metadata")
-        outcome, reward = outcome_from(ctx, record.get("reward", record.get("score")), record.get("success"),
-                                       record.get("outcome"))
-        usage = record.get("usage") if isinstance(record.get("usage"), dict) else {}
-        task = record.get("task")
-        task_text = record.get("task_text") or record.get("instruction") or (
-            task.get("instruction") if isinstance(task, dict) else task)
-        return Run(
-            steps=steps,
-            raw=record,
-            external_id=opt_str(record.get("id", record.get("run_id"))),
-            task_id=opt_str(record.get("task_id")),
-            task_text=opt_str(task_text) or first_user_text(steps),
-            agent=opt_str(record.get("agent") or meta.get("agent")),
-            model=opt_str(record.get("model") or meta.get("model")),
-            outcome=outcome,
-            reward=reward,
-            cost_usd=number(record.get("cost", record.get("cost_usd")), "cost"),
-            tokens_in=_int(usage.get("input_tokens")),
-            tokens_out=_int(usage.get("output_tokens")),
-            started_at=opt_str(record.get("started_at") or record.get("timestamp")),
-            ended_at=opt_str(record.get("ended_at")),
-            playbook_ref=opt_str(meta.get("memkit_playbook") or record.get("memkit_playbook")),
-            metadata=meta,
-        )
+        return run_from_object(record, steps, ctx, usage=("input_tokens", "output_tokens"))
 
 
 READER = AnthropicMessagesReader()

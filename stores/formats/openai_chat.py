@@ -8,7 +8,7 @@ import orjson
 
 from memkit.model import Run, Step, ToolCall
 from memkit.stores.formats import ReadContext, RecordError, RecordReader
-from memkit.stores.formats.fields import number, opt_str, outcome_from, text_of
+from memkit.stores.formats.fields import check_nesting, number, opt_str, outcome_from, text_of
 
 _ROLE_ALIASES = {"function": "tool", "developer": "system", "human": "user", "ai": "assistant"}
 _ROLES = frozenset(("system", "user", "assistant", "tool"))
@@ -109,31 +109,41 @@ class OpenAIChatReader(RecordReader):
         if "messages" not in record and "traj" not in record:
             raise RecordError("no 'messages' in run")
         steps = steps_from_messages(record.get("messages", record.get("traj")), ctx)
-        meta = record.get("metadata") or {}
-        if not isinstance(meta, dict):
-            raise RecordError("metadata must be an object")
-        outcome, reward = outcome_from(ctx, record.get("reward", record.get("score")), record.get("success"), record.get("outcome"))
-        usage = record.get("usage") if isinstance(record.get("usage"), dict) else {}
-        task = record.get("task")
-        task_text = record.get("task_text") or record.get("instruction") or (task.get("instruction") if isinstance(task, dict) else task)
-        return Run(
-            steps=steps,
-            raw=record,
-            external_id=opt_str(record.get("id", record.get("run_id"))),
-            task_id=opt_str(record.get("task_id")),
-            task_text=opt_str(task_text) or first_user_text(steps),
-            agent=opt_str(record.get("agent") or meta.get("agent")),
-            model=opt_str(record.get("model") or meta.get("model")),
-            outcome=outcome,
-            reward=reward,
-            cost_usd=number(record.get("cost", record.get("cost_usd")), "cost"),
-            tokens_in=_int(usage.get("prompt_tokens")),
-            tokens_out=_int(usage.get("completion_tokens")),
-            started_at=opt_str(record.get("started_at") or record.get("timestamp")),
-            ended_at=opt_str(record.get("ended_at")),
-            playbook_ref=opt_str(meta.get("memkit_playbook") or record.get("memkit_playbook")),
-            metadata=meta,
-        )
+        return run_from_object(record, steps, ctx)
+
+
+def run_from_object(record: dict, steps: list[Step], ctx: ReadContext,
+                    usage: tuple[str, str] = ("prompt_tokens", "completion_tokens")) -> Run:
+    """A run object's own fields around its steps: ids, task, outcome, cost, tokens (`usage`: the
+    input and output token keys), playbook reference and metadata. Shared with the Anthropic reader."""
+    meta = record.get("metadata") or {}
+    if not isinstance(meta, dict):
+        raise RecordError("metadata must be an object")
+    check_nesting(meta, "metadata")
+    outcome, reward = outcome_from(ctx, record.get("reward", record.get("score")), record.get("success"),
+                                   record.get("outcome"))
+    tokens = record.get("usage") if isinstance(record.get("usage"), dict) else {}
+    task = record.get("task")
+    task_text = record.get("task_text") or record.get("instruction") or (
+        task.get("instruction") if isinstance(task, dict) else task)
+    return Run(
+        steps=steps,
+        raw=record,
+        external_id=opt_str(record.get("id", record.get("run_id"))),
+        task_id=opt_str(record.get("task_id")),
+        task_text=opt_str(task_text) or first_user_text(steps),
+        agent=opt_str(record.get("agent") or meta.get("agent")),
+        model=opt_str(record.get("model") or meta.get("model")),
+        outcome=outcome,
+        reward=reward,
+        cost_usd=number(record.get("cost", record.get("cost_usd")), "cost"),
+        tokens_in=_int(tokens.get(usage[0])),
+        tokens_out=_int(tokens.get(usage[1])),
+        started_at=opt_str(record.get("started_at") or record.get("timestamp")),
+        ended_at=opt_str(record.get("ended_at")),
+        playbook_ref=opt_str(meta.get("memkit_playbook") or record.get("memkit_playbook")),
+        metadata=meta,
+    )
 
 
 def _int(v: Any) -> int | None:
