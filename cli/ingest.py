@@ -45,6 +45,9 @@ def ingest(
             console.print(f"Outcomes from {outcomes_file}: {result.outcomes_matched} run(s) matched.", highlight=False)
         if result.redactions:
             console.print("Redacted secrets: " + ", ".join(f"{n} {k}" for k, n in sorted(result.redactions.items())))
+        if result.truncated:
+            console.print(f"{result.truncated} run(s) truncated to the ingest limits (ingest.max_messages, "
+                          "ingest.max_run_bytes in memkit.yaml); see the truncations table.", highlight=False)
         for line in result.reject_lines:
             err_console.print(f"  rejected: {line}", highlight=False, markup=False)
     if result.file_errors:

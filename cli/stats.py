@@ -14,6 +14,8 @@ def stats(bank: Path = BankOption, json: bool = JsonOption):
     """
     with open_bank(bank) as b:
         s = b.stats()
+        if "truncated_runs" not in s:  # runs cut to ingest.max_messages / max_run_bytes
+            s["truncated_runs"] = b.sql("SELECT count(DISTINCT trajectory_id) FROM truncations").item()
     if json:
         return emit_json(s)
     outcomes = ", ".join(f"{n} {k}" for k, n in s["outcomes"].items()) or "none"
@@ -21,6 +23,8 @@ def stats(bank: Path = BankOption, json: bool = JsonOption):
     console.print(f"Runs: {s['runs']} ({outcomes}); {s['steps']} steps, {s['tool_calls']} tool calls, "
                   f"{s['tool_errors']} tool errors; {s['rejects']} rejected records; "
                   f"{s.get('redactions', 0)} secrets redacted; {s['exposures']} exposures.")
+    if s["truncated_runs"]:
+        console.print(f"{s['truncated_runs']} run(s) truncated to the ingest limits (see the truncations table).")
     if s["sources"]:
         table = Table("source", "format", "runs", title="Sources")
         for src in s["sources"]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError
 
 from memkit.errors import ConfigError
 
@@ -23,6 +23,10 @@ class IngestConfig(_Section):
     error_prefixes: list[str] = Field(default_factory=lambda: ["Error", "error:", "Traceback", "Exception", "ERROR"])
     batch_size: int = 1000
     memory_limit: Optional[str] = Field("1GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]?i?B$")
+    # Resource limits (memkit.stores.limits); 0 or null = no limit. Sizes: bytes, or "64MB", "1.5GB", "512KiB".
+    max_record_bytes: Optional[Annotated[ByteSize, Field(ge=0)]] = ByteSize(256_000_000)
+    max_messages: Optional[int] = Field(10_000, ge=0)
+    max_run_bytes: Optional[Annotated[ByteSize, Field(ge=0)]] = ByteSize(64_000_000)
 
 
 class RedactConfig(_Section):
@@ -143,6 +147,16 @@ ingest:
   # DuckDB's memory while ingesting (it spills to disk past it), so a multi-GB file ingests in
   # bounded memory. null = DuckDB's default (80% of RAM).
   memory_limit: 1GB
+  # Limits on what one record or run may cost (0 or null = no limit; sizes in bytes or e.g. 64MB).
+  # A record (a JSON Lines line, an element of a JSON array, a whole JSON file, an archive entry)
+  # bigger than max_record_bytes is rejected (see the rejects table); the records around it are read.
+  max_record_bytes: 256MB
+  # A run with more messages keeps its first and last max_messages/2, with a marker step between.
+  max_messages: 10000
+  # A run whose text (messages, reasoning, tool-call arguments and results) is bigger than this has
+  # its longest texts cut in the middle, marked "…[truncated N bytes]…"; its raw JSON is not stored
+  # (the source file keeps it). Every cut is listed in the truncations table.
+  max_run_bytes: 64MB
 
 redact:
   # Secrets are always replaced by [REDACTED:detector] before anything is stored: API keys and

@@ -57,6 +57,10 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "source_uri": _S, "source_sha256": _S, "location": _S, "line": _I32, "reader": _S, "reason": _S,
         "raw": pl.Binary, "rejected_at": _T,
     },
+    "truncations": {
+        "run_id": _S, "seq": _I32, "what": _S, "limit_name": _S, "original": _I64, "kept": _I64, "source_uri": _S,
+        "record_location": _S, "ingested_at": _T,
+    },
     "exposures": {
         "run_id": _S, "playbook": _S, "version": _I32, "item_id": _S, "cited": _B, "recorded_at": _T,
         "outcome": _S, "task_id": _S,
@@ -285,6 +289,37 @@ def rejects(con, *, source: Many = None, since: When = None) -> pl.DataFrame:
         SELECT source_uri, source_sha256, location, line, reader, reason, raw, rejected_at FROM rejects
         {"WHERE " + " AND ".join(where) if where else ""}
         ORDER BY rejected_at, source_uri, line, location
+    """, params)
+
+
+def truncations(con, *, run_id: Many = None, source: Many = None) -> pl.DataFrame:
+    """What ingest cut from runs to stay within ingest.max_messages and ingest.max_run_bytes
+    (memkit.stores.limits), one row per cut. Filters: run_id, source.
+
+    Columns (polars dtype):
+        run_id           String    the run
+        seq              Int32     the step cut (its index in the original run); null: the run as a whole
+        what             String    messages | text | reasoning | tool_result | arguments | raw
+        limit_name       String    max_messages | max_run_bytes
+        original         Int64     messages (for what = messages) or bytes before the cut
+        kept             Int64     messages or bytes stored (raw: 0, not stored)
+        source_uri       String    the file the run came from
+        record_location  String    where in it ("line 12", "index 3"): the uncut record
+        ingested_at      Datetime  when
+    """
+    where, params = [], []
+    if (ids := _many(run_id)) is not None:
+        where.append("list_contains(?, x.trajectory_id)")
+        params.append(ids)
+    if (sources := _many(source)) is not None:
+        where.append("(" + (" OR ".join("t.source_uri = ? OR t.source_uri GLOB ?" for _ in sources) or "false") + ")")
+        params += [p for s in sources for p in (s, s)]
+    return query(con, f"""
+        SELECT x.trajectory_id AS run_id, x.seq, x.what, x.limit_name, x.original, x.kept, t.source_uri,
+               t.record_location, t.ingested_at
+        FROM truncations x JOIN trajectories t ON t.id = x.trajectory_id
+        {"WHERE " + " AND ".join(where) if where else ""}
+        ORDER BY t.ingested_at, t.source_uri, t.record_location, x.trajectory_id, x.seq NULLS FIRST, x.what
     """, params)
 
 

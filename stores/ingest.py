@@ -20,6 +20,7 @@ from memkit.canonical import content_hash, file_sha256
 from memkit.errors import BadPlaybookRef, InputNotFound, UnknownFormat
 from memkit.model import Run
 from memkit.stores.injection import flag_steps
+from memkit.stores.limits import Cut, Limits, too_big
 from memkit.stores.formats import ReadContext, RecordError, detect, detect_path, get_reader
 from memkit.stores.records import Record, Redactions, read_records
 
@@ -41,12 +42,14 @@ class IngestResult:
     reject_lines: list[str] = field(default_factory=list)  # the first few, for the summary
     redactions: Counter = field(default_factory=Counter)
     outcomes_matched: Optional[int] = None  # runs given an outcome by --outcomes (None: no such file)
+    truncated: int = 0  # runs added cut to ingest.max_messages / max_run_bytes (rows in `truncations`)
 
     def as_dict(self) -> dict:
         return {
             "files": self.files, "records": self.records, "added": self.added, "duplicates": self.duplicates,
             "rejected": self.rejected, "outcomes": dict(self.outcomes), "formats": dict(self.formats),
             "file_errors": self.file_errors, "rejects": self.reject_lines, "redactions": dict(self.redactions),
+            "truncated": self.truncated,
             **({"outcomes_matched": self.outcomes_matched} if self.outcomes_matched is not None else {}),
         }
 
@@ -99,6 +102,8 @@ _RESULT_SCHEMA = pa.schema([("trajectory_id", _S), ("step_seq", _I), ("call_id",
                             ("content", _S), ("is_error", _B)])
 _SCORE_SCHEMA = pa.schema([("trajectory_id", _S), ("scorer", _S), ("key", _S), ("value_num", _F), ("value_str", _S),
                            ("explanation", _S), ("source", _S)])
+_TRUNC_SCHEMA = pa.schema([("trajectory_id", _S), ("seq", _I), ("what", _S), ("limit_name", _S), ("original", _I),
+                           ("kept", _I)])
 _REJECT_SCHEMA = pa.schema([("source_sha256", _S), ("source_uri", _S), ("location", _S), ("line", _I),
                             ("reader", _S), ("reason", _S), ("raw", pa.binary())])
 
@@ -125,6 +130,7 @@ class _Batch:
         self.calls: list[tuple] = []
         self.results: list[tuple] = []
         self.scores: list[tuple] = []
+        self.truncations: list[tuple] = []
         self.rejects: list[dict] = []
         self.finish: list[Callable] = []  # jobs for files that ended in this batch (e.g. redaction rows)
         self.sources: list[Callable] = []  # their `sources` rows, completed on the writer thread
@@ -133,14 +139,20 @@ class _Batch:
         return len(self.traj)
 
     def add_run(self, src: dict, run_id: str, record: Record, run: Run, pb_name: Optional[str],
-                pb_version: Optional[int]) -> None:
+                pb_version: Optional[int], cut: Optional[Cut] = None) -> None:
+        """The run's rows; `cut`: what the limits cut from it (the run is already cut)."""
+        n_steps, raw, seqs = len(run.steps), record.data, None
+        if cut is not None:
+            n_steps, seqs = cut.n_steps, cut.seqs
+            raw = record.data if cut.keep_raw else None
+            self.truncations += [(run_id, *row) for row in cut.rows]
         self.traj.append((run_id, src["sha256"], src["uri"], record.location, run.external_id, run.task_id,
                           run.task_text, run.agent, run.model, run.started_at, run.ended_at, run.outcome, run.reward,
-                          run.cost_usd, run.tokens_in, run.tokens_out, pb_name, pb_version, len(run.steps),
+                          run.cost_usd, run.tokens_in, run.tokens_out, pb_name, pb_version, n_steps,
                           orjson.dumps(run.metadata, default=str).decode()))
-        self.raw.append(record.data)
+        self.raw.append(raw)
         steps, calls, results = self.steps, self.calls, self.results
-        for seq, s in enumerate(run.steps):
+        for seq, s in zip(seqs, run.steps) if seqs else enumerate(run.steps):
             steps.append((run_id, seq, s.role, s.name, s.text, s.reasoning, len(s.tool_calls)))
             for idx, c in enumerate(s.tool_calls):
                 args = orjson.dumps(c.arguments).decode() if c.arguments is not None else None
@@ -159,7 +171,8 @@ class _Batch:
         out = {}
         for name, rows, schema in (("trajectories", self.traj, _TRAJ_SCHEMA), ("steps", self.steps, _STEP_SCHEMA),
                                    ("tool_calls", self.calls, _CALL_SCHEMA), ("tool_results", self.results, _RESULT_SCHEMA),
-                                   ("scores", self.scores, _SCORE_SCHEMA)):
+                                   ("scores", self.scores, _SCORE_SCHEMA),
+                                   ("truncations", self.truncations, _TRUNC_SCHEMA)):
             columns = list(zip(*rows)) if rows else [()] * len(schema)
             out[name] = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema)], schema=schema)
         # The raw JSON goes over as bytes: no Python str objects for the biggest column.
@@ -222,6 +235,8 @@ def _write_batch(batch: _Batch, result: IngestResult, counts: dict[str, list[int
             raise
         result.duplicates += len(known)
         result.added += traj.num_rows
+        if tables["truncations"].num_rows:
+            result.truncated += pc.count_distinct(tables["truncations"]["trajectory_id"]).as_py()
         if traj.num_rows:
             for outcome, n in zip(*pc.value_counts(traj["outcome"]).flatten()):
                 result.outcomes[outcome.as_py()] += n.as_py()
@@ -307,11 +322,13 @@ def ingest_files(
     on_records: Callable[[int], None] = lambda n: None,
     outcomes: Optional[str | Path] = None,
     mapping: Optional[str | Path] = None,
+    limits: Optional[Limits] = None,
 ) -> IngestResult:
     """Ingest files into the bank. `latest_versions` maps playbook names to their newest version,
     for runs whose playbook reference names no version. `outcomes` is an evaluation report that
     gives runs their outcome (see stores/outcomes.py); `mapping` a YAML file that says where a
-    generic JSON format keeps its fields (see stores/formats/mapped.py)."""
+    generic JSON format keeps its fields (see stores/formats/mapped.py). `limits`: caps on record
+    and run sizes (see stores/limits.py); None: memkit.yaml's defaults."""
     from memkit.stores.formats.mapped import load_mapping
     from memkit.stores.outcomes import load_outcomes
 
@@ -325,6 +342,7 @@ def ingest_files(
             raise BadPlaybookRef(f"--playbook: {e}") from None
     result = IngestResult(files=len(files))
     state = _Ingest(_Writer(con), result, batch_size, outcome_map)
+    state.limits = limits if limits is not None else Limits.from_config()
     try:
         for index, path in enumerate(files):
             on_file(path, index)
@@ -343,6 +361,7 @@ class _Ingest:
 
     def __init__(self, writer: _Writer, result: IngestResult, batch_size: int, outcomes=None):
         self.writer, self.result, self.batch_size, self.outcomes = writer, result, batch_size, outcomes
+        self.limits = Limits()
         self.batch = _Batch()
         self.seen: set[str] = set()
         self.counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # sha -> [added, duplicates], writer-side
@@ -367,6 +386,8 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, latest_vers
     red = Redactions(ctx.redactor)
     records = rejected = repeated = 0
     failed = False
+    limits = state.limits
+    max_record = limits.max_record_bytes
 
     def reject(location, line, reader_name, reason, raw):
         nonlocal rejected
@@ -393,7 +414,9 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, latest_vers
             version = latest_versions.get(name)
         if outcomes is not None:
             outcomes.apply(run_id, run, path)  # after the id: the verdict is not part of the trace
-        state.batch.add_run(source, run_id, record, run, name, version)
+        # After the id, which hashes the run as read: an oversized run is the same run on re-ingest.
+        cut = limits.apply(run, len(record.data)) if limits.exceeded(run, len(record.data)) else None
+        state.batch.add_run(source, run_id, record, run, name, version, cut)
         if state.full():
             state.flush()
 
@@ -424,7 +447,7 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, latest_vers
         if reader is not None and reader.binary:
             pairs = counted(reader.read_path(path, ctx, red))
         else:
-            stream = parsed(read_records(path, red))
+            stream = parsed(read_records(path, red, max_record))
             undetected: list[Record] = []
             if reader is None:
                 # A malformed first record must not cost the file: look further, then judge the
@@ -444,6 +467,10 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, latest_vers
         for record, run in pairs:
             if isinstance(run, RecordError):
                 reject(record.location, record.line, reader.name, str(run), record.data[:65536])
+            elif max_record and reader.binary and len(record.data) > max_record:  # an archive entry (text
+                # records were measured as they were read)
+                reject(record.location, record.line, reader.name, too_big(len(record.data), max_record),
+                       record.data[:65536])
             else:
                 add(record, run)
     except UnknownFormat as e:

@@ -237,4 +237,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0007_truncations",
+        """
+        -- What ingest cut from a run to stay within ingest.max_messages / ingest.max_run_bytes.
+        -- Written with the run (so a re-ingest, which skips known runs, adds nothing).
+        CREATE TABLE truncations (
+            trajectory_id VARCHAR NOT NULL,
+            seq INTEGER,                    -- the step (its index in the original run); NULL: the run as a whole
+            what VARCHAR NOT NULL,          -- messages | text | reasoning | tool_result | arguments | raw
+            limit_name VARCHAR NOT NULL,    -- max_messages | max_run_bytes
+            original BIGINT NOT NULL,       -- messages (for 'messages') or bytes before
+            kept BIGINT NOT NULL            -- ... and what was stored
+        );  -- no key: written only with its run, whose id is the key
+        """,
+    ),
 ]

@@ -2,9 +2,11 @@
 
 Each record comes with its redacted JSON bytes, so the raw copy that is stored and everything
 parsed from it has passed the redactor. JSON Lines and JSON arrays are streamed: memory is
-bounded by a window of the file plus the largest record, whatever the file's size. A record that
-cannot be read (invalid JSON or UTF-8, nesting deeper than 1024, cut off by the end of the file)
-becomes an error record; the records around it are read as usual.
+bounded by a window of the file plus the largest record, whatever the file's size; with
+`max_bytes` (ingest.max_record_bytes) by a window plus that limit, as a record over it is skipped,
+not read, and kept as its first 64 KB (see stores/limits.py). A record that cannot be read (invalid
+JSON or UTF-8, nesting deeper than 1024, cut off by the end of the file, over `max_bytes`) becomes
+an error record; the records around it are read as usual.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import orjson
 
+from memkit.stores.limits import too_big
 from memkit.stores.redact import Redactor, default_redactor
 
 LINE_SUFFIXES = {".jsonl", ".ndjson"}
@@ -94,6 +97,26 @@ class Redactions:
         return job
 
 
+class _Oversized(bytes):
+    """The start of a record over max_record_bytes (all of it that is kept), with the reject reason."""
+
+    reason: str
+
+
+_TOKEN_END = re.compile(rb'[\s,:"{}\[\]][^\s,:"{}\[\]]*\Z')
+
+
+def _oversized(data: bytes, size: int, limit: int, at_least: bool = False) -> _Oversized:
+    """The record's first REJECT_RAW_LIMIT bytes, cut back to the end of a token, so the redactor
+    sees no half secret at the cut."""
+    head = data[:REJECT_RAW_LIMIT]
+    m = _TOKEN_END.search(head)
+    head = head[:m.start() + 1] if m else b""
+    out = _Oversized(head)
+    out.reason = too_big(size, limit, at_least=at_least)
+    return out
+
+
 def _parse(location: str, line: Optional[int], data: bytes) -> Record:
     try:
         return Record(location, line, orjson.loads(data), data)
@@ -123,10 +146,14 @@ def _screened(batch: list[tuple[str, Optional[int], bytes]], red: Redactions) ->
     cleaned = red.redactor.redact_batch([data for _, _, data in batch])
     for (location, line, data), c in zip(batch, cleaned):
         if c is None:
-            yield _parse(location, line, data)
+            yield Record(location, line, data=bytes(data), error=data.reason) if data.__class__ is _Oversized \
+                else _parse(location, line, data)
             continue
         if c.counts:
             red.note(location, c.counts, c.paths)
+        if data.__class__ is _Oversized:
+            yield Record(location, line, data=c.data, error=data.reason)
+            continue
         yield Record(location, line, c.value, c.data) if c.parsed else _parse(location, line, c.data)
 
 
@@ -143,10 +170,36 @@ def _batched(items: Iterator[tuple[str, Optional[int], bytes]], red: Redactions)
         yield from _screened(batch, red)
 
 
-def _lines(path: Path, red: Redactions) -> Iterator[Record]:
+def _lines(path: Path, red: Redactions, max_bytes: Optional[int] = None) -> Iterator[Record]:
     with open(path, "rb") as f:
-        yield from _batched(((f"line {n}", n, line.rstrip(b"\r\n")) for n, line in enumerate(f, start=1) if line.strip()),
-                            red)
+        if not max_bytes:
+            lines = ((f"line {n}", n, line.rstrip(b"\r\n")) for n, line in enumerate(f, start=1) if line.strip())
+        else:
+            lines = _bounded_lines(f, max_bytes)
+        yield from _batched(lines, red)
+
+
+def _bounded_lines(f, limit: int) -> Iterator[tuple[str, int, bytes]]:
+    """(line N, N, bytes) for each non-blank line; a line over `limit` bytes is read only up to
+    the limit (the rest is skipped a chunk at a time) and comes as an _Oversized start."""
+    readline = f.readline
+    n = 0
+    while line := readline(limit + 2):
+        n += 1
+        if len(line) == limit + 2 and line[-1:] != b"\n":  # the line goes on: skip the rest unread
+            size = len(line)
+            while chunk := readline(1 << 20):
+                size += len(chunk)
+                if chunk[-1:] == b"\n":
+                    size -= 1
+                    break
+            yield f"line {n}", n, _oversized(line, size, limit)
+            continue
+        data = line.rstrip(b"\r\n")
+        if len(data) > limit:
+            yield f"line {n}", n, _oversized(data, len(data), limit)
+        elif line.strip():
+            yield f"line {n}", n, data
 
 
 # ---------------------------------------------------------------- JSON arrays, streamed
@@ -208,8 +261,52 @@ def _extent(buf: str, pos: int) -> Optional[int]:
             return pos
 
 
-def _array_items(w: _Window) -> Iterator[tuple[str, Optional[int], bytes]]:
-    """(index N, None, bytes) for each element of the array whose '[' is at w.pos."""
+_STRING_BODY = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.S)
+
+
+def _skip(w: _Window, pos: int) -> tuple[Optional[int], int]:
+    """Move past the value that starts at `pos` a window at a time, without keeping it: its end in
+    w.buf (None when the file ends inside it) and its size in characters."""
+    base = -pos  # characters of the value in windows already dropped, less its offset in the first
+    depth, in_string = 0, False
+    scalar = w.buf[pos] not in '[{"'
+    while True:
+        buf, n = w.buf, len(w.buf)
+        if scalar:
+            pos = _SCALAR.match(buf, pos).end()
+            if pos < n:
+                return pos, base + pos
+        while pos < n and not scalar:
+            if in_string:
+                pos = _STRING_BODY.match(buf, pos).end()
+                if pos >= n or buf[pos] == "\\":  # goes on in the next window (an escape waits for its character)
+                    break
+                pos += 1
+                in_string = False
+                if depth == 0:
+                    return pos, base + pos
+                continue
+            pos = _PLAIN.match(buf, pos).end()
+            if pos >= n:
+                break
+            c = buf[pos]
+            pos += 1
+            if c == '"':
+                in_string = True
+                continue
+            depth += 1 if c in "[{" else -1
+            if depth <= 0:
+                return pos, base + pos
+        w.pos = pos
+        base += pos
+        if not w.more():
+            return None, base + len(w.buf)
+        pos = w.pos
+
+
+def _array_items(w: _Window, limit: Optional[int] = None) -> Iterator[tuple[str, Optional[int], bytes]]:
+    """(index N, None, bytes) for each element of the array whose '[' is at w.pos. An element over
+    `limit` bytes comes as an _Oversized start; past `limit` characters it is skipped, not read."""
     w.pos += 1
     index = 0
     while True:
@@ -229,22 +326,33 @@ def _array_items(w: _Window) -> Iterator[tuple[str, Optional[int], bytes]]:
         except (json.JSONDecodeError, RecursionError):
             end = _extent(w.buf, start)
             if end is None:
-                if w.more(2 * (len(w.buf) - start)):  # grow geometrically: a 50 MB record is read a few times, not 50
+                if limit and len(w.buf) - start > limit:  # over the limit whatever its bytes: skip the rest
+                    head = w.buf[start:start + REJECT_RAW_LIMIT].encode("utf-8", "surrogateescape")
+                    end, size = _skip(w, start)
+                    yield f"index {index}", None, _oversized(head, size, limit, at_least=end is None)
+                    if end is None:
+                        return
+                    w.pos = end
+                    index += 1
+                    continue
+                grow = 2 * (len(w.buf) - start)  # geometrically: a 50 MB record is read a few times, not 50
+                if w.more(min(grow, limit) if limit else grow):
                     continue
                 w.truncated = f"index {index}"
                 yield w.truncated, None, w.buf[start:].encode("utf-8", "surrogateescape")
                 return
-        yield f"index {index}", None, w.buf[start:end].encode("utf-8", "surrogateescape")
+        data = w.buf[start:end].encode("utf-8", "surrogateescape")
+        yield f"index {index}", None, _oversized(data, len(data), limit) if limit and len(data) > limit else data
         w.pos = end
         index += 1
 
 
-def _array(path: Path, red: Redactions) -> Iterator[Record]:
+def _array(path: Path, red: Redactions, max_bytes: Optional[int] = None) -> Iterator[Record]:
     with open(path, "rb") as f:
         w = _Window(f)
         w.more()
         w.pos = _SEPARATOR.match(w.buf, w.pos).end()
-        for record in _batched(_array_items(w), red):
+        for record in _batched(_array_items(w, max_bytes), red):
             if record.error and record.location == w.truncated:
                 record.error = TRUNCATED
             yield record
@@ -284,13 +392,15 @@ def _head(path: Path) -> bytes:
         return f.read(WINDOW)
 
 
-def _first_is_message(path: Path) -> bool:
+def _first_is_message(path: Path, max_bytes: Optional[int] = None) -> bool:
     """Whether a JSON array file's first element is a chat message (so the file is one run)."""
     with open(path, "rb") as f:
         w = _Window(f)
         w.more()
         w.pos = _SEPARATOR.match(w.buf, w.pos).end()
-        for _, _, data in _array_items(w):
+        for _, _, data in _array_items(w, max_bytes):
+            if data.__class__ is _Oversized:
+                return False
             try:
                 first = orjson.loads(data)
             except orjson.JSONDecodeError:
@@ -299,27 +409,33 @@ def _first_is_message(path: Path) -> bool:
     return False
 
 
-def read_records(path: Path, red: Redactions) -> Iterator[Record]:
+def read_records(path: Path, red: Redactions, max_bytes: Optional[int] = None) -> Iterator[Record]:
     """Yield the file's records. JSON Lines and JSON arrays of runs are streamed; any other JSON
-    file (one object, or one run as a bare message list) is parsed whole."""
+    file (one object, or one run as a bare message list) is parsed whole, unless it is bigger than
+    `max_bytes` (ingest.max_record_bytes): then it is one oversized record, an error."""
     if path.suffix.lower() in LINE_SUFFIXES:
-        yield from _lines(path, red)
+        yield from _lines(path, red, max_bytes)
         return
     head = _head(path)
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if stripped.startswith(b"[") and not _first_is_message(path):
-        yield from _array(path, red)
+    if stripped.startswith(b"[") and not _first_is_message(path, max_bytes):
+        yield from _array(path, red, max_bytes)
         return
     first, _, rest = stripped.partition(b"\n")
     if not stripped.startswith(b"[") and rest.strip() and _first_line_is_json(first):
-        yield from _lines(path, red)  # JSON Lines under a .json name
+        yield from _lines(path, red, max_bytes)  # JSON Lines under a .json name
+        return
+    size = path.stat().st_size
+    if max_bytes and size > max_bytes:
+        oversized = _oversized(head, size, max_bytes)
+        yield Record("file", None, data=red.redact_batch([bytes(oversized)], ["file"])[0], error=oversized.reason)
         return
     data = path.read_bytes()
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as e:
         if _first_line_is_json(data):
-            yield from _lines(path, red)
+            yield from _lines(path, red, max_bytes)
         else:
             cleaned = red.redact_batch([data[:REJECT_RAW_LIMIT]], ["file"])[0]
             yield Record("file", None, data=cleaned, error=_reason(data, e))
