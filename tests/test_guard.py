@@ -53,7 +53,7 @@ def test_a_lesson_resting_on_poisoned_runs_is_quarantined_and_never_exported(run
     item = items[poisoned[0]]
     assert item["status"] == "quarantined"
     assert item["status_reason"] == ("guard: evidence relies on flagged runs: 3 of 3 carry injected instructions "
-                                     "(override); 0 independent clean run(s), 1 needed")
+                                     "(override); 0 independent clean run(s), 2 needed")
     assert f"QUARANTINE {poisoned[0]}" in squash(result.stdout)
     for target in ("system-prompt", "agents-md", "claude-md", "cursor", "json"):
         text = runner.invoke(app, ["export", "--target", target]).stdout

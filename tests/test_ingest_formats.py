@@ -94,14 +94,14 @@ def test_traj_key_and_run_fields(cli_bank, runner, tmp_path, bank_sql):
 def test_tau_bench_results(cli_bank, runner, slice_path, slice_runs, bank_sql):
     result = runner.invoke(app, ["ingest", str(slice_path)])
     assert result.exit_code == 0, result.output
-    assert squash(result.stdout) == ("Ingested 1 file(s), 32 records: 32 runs added (13 failure, 19 success), "
+    assert squash(result.stdout) == ("Ingested 1 file(s), 34 records: 34 runs added (15 failure, 19 success), "
                                      "0 skipped as duplicates, 0 rejected.")
     rows = bank_sql("SELECT external_id, task_id, reward, outcome, agent, n_steps, task_text FROM trajectories "
                     "WHERE external_id = 'task-13-trial-1'")
     first = next(r for r in slice_runs if r["task_id"] == 13 and r["trial"] == 1)
     assert rows == [("task-13-trial-1", "13", 1.0, "success", "tau-bench", len(first["traj"]),
                      first["info"]["task"]["instruction"])]
-    assert bank_sql("SELECT format, records, added FROM sources") == [("tau-bench", 32, 32)]
+    assert bank_sql("SELECT format, records, added FROM sources") == [("tau-bench", 34, 34)]
     assert bank_sql("SELECT count(*) FROM steps") == [(sum(len(r["traj"]) for r in slice_runs),)]
 
 
@@ -189,12 +189,12 @@ def test_same_file_given_twice_is_read_once(cli_bank, runner, tmp_path):
 
 
 def test_reingesting_the_same_file_adds_nothing(cli_bank, runner, slice_path, bank_sql):
-    assert _ingest(runner, str(slice_path))["added"] == 32
+    assert _ingest(runner, str(slice_path))["added"] == 34
     result = runner.invoke(app, ["ingest", str(slice_path)])
     assert result.exit_code == 0
-    assert squash(result.stdout) == ("Ingested 1 file(s), 32 records: 0 runs added, "
-                                     "32 skipped as duplicates, 0 rejected.")
-    assert bank_sql("SELECT count(*) FROM trajectories") == [(32,)]
+    assert squash(result.stdout) == ("Ingested 1 file(s), 34 records: 0 runs added, "
+                                     "34 skipped as duplicates, 0 rejected.")
+    assert bank_sql("SELECT count(*) FROM trajectories") == [(34,)]
     assert bank_sql("SELECT count(*) FROM steps") == bank_sql("SELECT sum(n_steps) FROM trajectories")
 
 
@@ -216,14 +216,14 @@ def test_duplicate_runs_within_one_file(cli_bank, runner, tmp_path):
 
 def test_api_ingest_matches_the_cli(bank, slice_path):
     result = bank.ingest([slice_path])
-    assert (result.added, result.duplicates, result.rejected) == (32, 0, 0)
-    assert dict(result.outcomes) == {"success": 19, "failure": 13}
+    assert (result.added, result.duplicates, result.rejected) == (34, 0, 0)
+    assert dict(result.outcomes) == {"success": 19, "failure": 15}
     again = bank.ingest([str(slice_path)])
-    assert (again.added, again.duplicates) == (0, 32)
-    assert bank.con.execute("SELECT count(*) FROM trajectories").fetchone() == (32,)
+    assert (again.added, again.duplicates) == (0, 34)
+    assert bank.con.execute("SELECT count(*) FROM trajectories").fetchone() == (34,)
 
 
 def test_bank_sql_returns_a_polars_dataframe(bank, slice_path):
     bank.ingest([slice_path])
     df = bank.sql("SELECT outcome, count(*) AS n FROM trajectories WHERE reward >= ? GROUP BY 1 ORDER BY 1", [0])
-    assert df.to_dicts() == [{"outcome": "failure", "n": 13}, {"outcome": "success", "n": 19}]
+    assert df.to_dicts() == [{"outcome": "failure", "n": 15}, {"outcome": "success", "n": 19}]

@@ -62,7 +62,13 @@ def test_log(runner, two_versions):
     versions = _json(runner, "playbook", "log", "default")
     assert [v["version"] for v in versions] == [1, 2]
     assert versions[1]["parent"] == 1
-    assert versions[0]["operations"] and all(o["op"] == "ADD" for o in versions[0]["operations"])
+    ops_v1 = versions[0]["operations"]
+    assert ops_v1 and {o["op"] for o in ops_v1} == {"ADD", "QUARANTINE"}
+    # The first half's flight-date lesson rests on one task (13): quarantined in v1, restored in v2
+    # once task 33 hits the same error.
+    quarantined = [o["item_id"] for o in ops_v1 if o["op"] == "QUARANTINE"]
+    assert quarantined == ["pit-00002"]
+    assert [o["item_id"] for o in versions[1]["operations"] if o["op"] == "RESTORE"] == quarantined
     text = runner.invoke(app, ["playbook", "log", "default"])
     lines = text.stdout.splitlines()
     assert lines[0].startswith("v2  ") and lines[1].startswith("v1  ")  # newest first
@@ -71,12 +77,15 @@ def test_log(runner, two_versions):
 
 def test_diff(runner, two_versions):
     d = _json(runner, "playbook", "diff", "default", "1", "2")
-    v1 = {i["id"] for i in _json(runner, "playbook", "show", "default", "--version", "1")["items"]}
-    v2 = {i["id"] for i in _json(runner, "playbook", "show", "default")["items"]}
+    v1 = {i["id"] for i in _json(runner, "playbook", "show", "default", "--version", "1", "--all")["items"]}
+    v2 = {i["id"] for i in _json(runner, "playbook", "show", "default", "--all")["items"]}
     assert (d["from"], d["to"]) == (1, 2)
     assert {i["id"] for i in d["added"]} == v2 - v1
     assert d["removed"] == sorted(v1 - v2)
     assert d["changed"] and all(c["id"] in v1 for c in d["changed"])
+    released = next(c for c in d["changed"] if c["id"] == "pit-00002")  # quarantined in v1, active in v2
+    assert "status" in released["fields"]
+    assert (released["before"]["status"], released["after"]["status"]) == ("quarantined", "active")
     assert d == _json(runner, "playbook", "diff", "default")  # default: the last two versions
     text = runner.invoke(app, ["playbook", "diff", "default", "1", "2"]).stdout
     assert text.splitlines()[0] == "default: v1 → v2"

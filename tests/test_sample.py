@@ -60,5 +60,5 @@ def test_demo_on_the_slice(runner, tmp_path):
     assert data["version"] == 2
     assert all("domain:airline" in i["tags"] for i in data["items"])
     with memkit.open(root) as b:
-        assert b.stats()["runs"] == 32
+        assert b.stats()["runs"] == 34
         assert [v["version"] for v in b.versions("airline")] == [1, 2]

@@ -15,9 +15,9 @@ def test_stats_json(runner, distilled, slice_runs):
     s = json.loads(result.stdout)
     assert {"runs", "outcomes", "sources", "rejects", "playbooks"} <= set(s)
     assert s["bank"] == str(distilled.resolve())
-    assert s["runs"] == 34
-    assert s["outcomes"] == {"failure": 13, "success": 21}
-    assert sorted((src["format"], src["runs"]) for src in s["sources"]) == [("openai-chat", 2), ("tau-bench", 32)]
+    assert s["runs"] == 36
+    assert s["outcomes"] == {"failure": 15, "success": 21}
+    assert sorted((src["format"], src["runs"]) for src in s["sources"]) == [("openai-chat", 2), ("tau-bench", 34)]
     assert s["rejects"] == 1
     assert s["steps"] == sum(len(r["traj"]) for r in slice_runs) + 2 * 3
     assert s["tool_calls"] == sum(len(m.get("tool_calls") or []) for r in slice_runs for m in r["traj"])
@@ -35,7 +35,7 @@ def test_stats_text(runner, distilled):
     assert result.exit_code == 0
     out = squash(result.stdout)
     assert f"Bank {distilled.resolve()}" in out
-    assert "Runs: 32 (13 failure, 19 success);" in out
+    assert "Runs: 34 (15 failure, 19 success);" in out
     assert "0 rejected records" in out
     assert "tau-bench" in out and "default" in out
 
@@ -50,4 +50,4 @@ def test_stats_on_an_empty_bank(runner):
 def test_stats_api(distilled):
     with memkit.open(distilled) as b:
         s = b.stats()
-    assert s["runs"] == 32 and s["outcomes"] == {"failure": 13, "success": 19}
+    assert s["runs"] == 34 and s["outcomes"] == {"failure": 15, "success": 19}
