@@ -167,9 +167,12 @@ def work_memkit(file: Path, fmt: str, folder: Path, expect_runs: int, expect_msg
     steps = bank.con.execute("SELECT count(*) FROM steps").fetchone()[0]
     bank.close()
     db = folder / "bank" / ".memkit" / "memkit.duckdb"
-    ok = res.added == expect_runs and res.rejected == 0 and res.duplicates == 0 and steps == expect_msgs
+    truncated = getattr(res, "truncated", 0)  # the default ingest limits must not touch normal runs
+    ok = (res.added == expect_runs and res.rejected == 0 and res.duplicates == 0 and steps == expect_msgs
+          and not truncated)
     return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "db_mb": db.stat().st_size / 1e6, "ok": ok,
-            "check": f"added {res.added}, dup {res.duplicates}, rejected {res.rejected}, {steps} steps"}
+            "check": f"added {res.added}, dup {res.duplicates}, rejected {res.rejected}, truncated {truncated}, "
+                     f"{steps} steps"}
 
 
 def worker_main(args) -> None:
