@@ -307,6 +307,8 @@ def truncations(con, *, run_id: Many = None, source: Many = None) -> pl.DataFram
         record_location  String    where in it ("line 12", "index 3"): the uncut record
         ingested_at      Datetime  when
     """
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'truncations'").fetchall()[0][0]:
+        return pl.DataFrame(schema=SCHEMAS["truncations"])  # a bank from before the table, opened read-only
     where, params = [], []
     if (ids := _many(run_id)) is not None:
         where.append("list_contains(?, x.trajectory_id)")
