@@ -122,6 +122,7 @@ class Bank:
         run/instance id → success or reward; `mapping`: a YAML file saying where a generic JSON keeps its fields."""
         from memkit.stores.formats import ReadContext
         from memkit.stores.ingest import ingest_files
+        from memkit.stores.limits import Limits
 
         c = self.config.ingest
         ctx = ReadContext(c.success_threshold, c.failure_threshold, c.error_prefixes, redactor=self.redactor())
@@ -130,7 +131,7 @@ class Bank:
         latest = dict(self.con.execute("SELECT playbook, max(version) FROM playbook_versions GROUP BY 1").fetchall())
         return ingest_files(self.con, paths, ctx, format=format, playbook_ref=playbook, batch_size=c.batch_size,
                             latest_versions=latest, on_file=on_file, on_records=on_records, outcomes=outcomes,
-                            mapping=mapping)
+                            mapping=mapping, limits=Limits.from_config(c))
 
     def distill(self, playbook: Optional[str] = None, *, dry_run: bool = False, model: Optional[str] = None,
                 max_cost: Optional[float] = None, judge: Optional[str] = None, api_base: Optional[str] = None):
