@@ -52,6 +52,12 @@ def reflect(con: duckdb.DuckDBPyConnection, new_runs: set[str], cfg: Config) -> 
     return [i for i in insights if new_runs.intersection(i.evidence)]
 
 
+def _flagged_runs(con) -> set[str]:
+    """Runs with a step flagged as an injected instruction (stores/injection.py). Their outcomes may come
+    from obeying the injection, so what they did is never offered as advice on the strength of them."""
+    return {r for (r,) in con.execute("SELECT DISTINCT trajectory_id FROM step_flags").fetchall()}
+
+
 def failure_signatures(con, cfg: Config, n_runs: int, tags: list[str]) -> list[Insight]:
     rows = con.execute(
         """SELECT r.trajectory_id, r.step_seq, coalesce(r.name, '?'), r.content, t.outcome
@@ -71,6 +77,7 @@ def failure_signatures(con, cfg: Config, n_runs: int, tags: list[str]) -> list[I
                FROM tool_results r WHERE r.is_error"""
         ).fetchall():
             next_calls[(run_id, seq)] = name
+    flagged = _flagged_runs(con) if clusters else set()
     out = []
     for (tool, error), hits in clusters.items():
         if len(hits) < cfg.distill.min_support:
@@ -80,12 +87,17 @@ def failure_signatures(con, cfg: Config, n_runs: int, tags: list[str]) -> list[I
         recovered = [rid for rid, (_, o) in hits.items() if o == "success"]
         text = (f"`{tool}` can fail with \"{error}\": {len(hits)} runs hit this"
                 f" and {_pct(failed, len(known))} of them failed.")
-        nexts = Counter(next_calls.get((rid, hits[rid][0])) for rid in recovered)
+        # What recovered runs did next is advice: only runs without injected instructions give it.
+        clean = [rid for rid in recovered if rid not in flagged]
+        nexts = Counter(next_calls.get((rid, hits[rid][0])) for rid in clean)
         if nexts:
             step, k = nexts.most_common(1)[0]
             did = "called no other tool after it" if step is None else f"called `{step}` next"
-            text += (f" The one run that still succeeded {did}." if len(recovered) == 1
-                     else f" Of the {len(recovered)} that still succeeded, {k} {did}.")
+            text += (f" The one run that still succeeded {did}." if len(clean) == 1
+                     else f" Of the {len(clean)} that still succeeded, {k} {did}.")
+        elif recovered:
+            text += (f" The {len(recovered)} that still succeeded carried injected instructions;"
+                     " what they did next is not advice.")
         else:
             text += " None of them recovered."
         text += f" Check what this error names before calling `{tool}`."
@@ -173,11 +185,17 @@ def contrasts(con, cfg: Config, tags: list[str]) -> list[Insight]:
     used: dict[str, set[str]] = defaultdict(set)
     for run_id, _, tool, _ in _first_calls(con):
         used[tool].add(run_id)
-    out = []
-    for tool, with_tool in sorted(used.items()):
+    flagged = _flagged_runs(con)
+    # The same contrast without runs that carry injected instructions: a run that "succeeded" by obeying
+    # one (skipping a check it was told to skip) must not turn that into advice on its own strength.
+    clean_families = [[r for r in runs if r not in flagged] for runs in family.values()]
+    clean_mixed = [runs for runs in clean_families if len({outcome[r] for r in runs}) == 2]
+
+    def contrast(strata, with_tool):
         num = den = 0.0
         k_with = n_with = k_without = n_without = families = 0
-        for runs in mixed:
+        taking_part = []
+        for runs in strata:
             a = [r for r in runs if r in with_tool]
             b = [r for r in runs if r not in with_tool]
             if not a or not b:
@@ -188,11 +206,25 @@ def contrasts(con, cfg: Config, tags: list[str]) -> list[Insight]:
             den += weight
             families += 1
             k_with, n_with, k_without, n_without = k_with + ka, n_with + len(a), k_without + kb, n_without + len(b)
+            taking_part += runs
         if families < 2 or min(n_with, n_without) < cfg.distill.min_contrast_runs:
-            continue
+            return None
         gap = num / den
         if abs(gap) < cfg.distill.min_rate_gap:
+            return None
+        return gap, families, k_with, n_with, k_without, n_without, taking_part
+
+    out = []
+    for tool, with_tool in sorted(used.items()):
+        found = contrast(mixed, with_tool)
+        if found is None:
             continue
+        gap, families, k_with, n_with, k_without, n_without, taking_part = found
+        rests_on = sorted(r for r in taking_part if r in flagged)
+        if rests_on:
+            clean = contrast(clean_mixed, with_tool)
+            if clean is not None and (clean[0] > 0) == (gap > 0):
+                rests_on = []  # clean runs alone show the same contrast
         figures = (f"within {families} tasks that had both outcomes and runs with and without it,"
                    f" {k_with} of {n_with} runs with it succeeded vs {k_without} of {n_without} without"
                    f" ({abs(round(100 * gap))} points {'more' if gap > 0 else 'less'} often, task by task)")
@@ -203,7 +235,9 @@ def contrasts(con, cfg: Config, tags: list[str]) -> list[Insight]:
             section, sign = "pitfalls", "-"
             text = (f"Calling `{tool}` goes with failure: {figures}."
                     f" Call `{tool}` only when the task clearly requires it, and confirm with the user first.")
-        evidence = sorted(r for runs in mixed for r in runs if r in with_tool)
+        # Evidence is the runs using the tool; when the contrast holds only with flagged runs in it, it
+        # rests on them (on either side), and the guard judges it by them.
+        evidence = rests_on or sorted(r for runs in mixed for r in runs if r in with_tool)
         out.append(Insight(
             key=f"act:{tool}:{sign}", section=section, text=text, when_to_use=f"deciding whether to call `{tool}`",
             tags=[f"tool:{tool}"] + tags, evidence=evidence, support=f"{n_with} of {n_with + n_without} runs",
