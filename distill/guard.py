@@ -46,14 +46,15 @@ def guard(con, playbook: Playbook, min_independent: int) -> list[Operation]:
             if item.status == "quarantined" and (item.status_reason or "").startswith("guard:"):
                 item.status, item.status_reason = "active", None
                 ops.append(Operation(op="RESTORE", item_id=item.id,
-                                     reason=f"guard: now supported by {independent} independent clean runs"))
+                                     reason=f"guard: now supported by clean runs from {independent} tasks or sources"))
             continue
         if flagged:
             kinds = sorted({d for r in flagged for d in flags[r]})
             reason = (f"guard: evidence relies on flagged runs: {len(flagged)} of {len(evidence)} carry injected "
-                      f"instructions ({', '.join(kinds)}); {independent} independent clean run(s), {min_independent} needed")
+                      f"instructions ({', '.join(kinds)}); clean runs from {independent} task(s) or source(s), {min_independent} needed")
         else:
-            reason = f"guard: needs independent support: {independent} independent run(s) (task or source), {min_independent} needed"
+            reason = (f"guard: needs independent support: {len(evidence)} run(s) from {independent} task(s) or source(s),"
+                      f" {min_independent} needed")
         if item.status != "quarantined" or item.status_reason != reason:
             changed_status = item.status != "quarantined"
             item.status, item.status_reason = "quarantined", reason

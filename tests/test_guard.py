@@ -56,7 +56,7 @@ def test_a_lesson_resting_on_poisoned_runs_is_quarantined_and_never_exported(run
     item = items[poisoned[0]]
     assert item["status"] == "quarantined"
     assert item["status_reason"] == ("guard: evidence relies on flagged runs: 3 of 3 carry injected instructions "
-                                     "(override); 0 independent clean run(s), 2 needed")
+                                     "(override); clean runs from 0 task(s) or source(s), 2 needed")
     assert f"QUARANTINE {poisoned[0]}" in squash(result.stdout)
     for target in ("system-prompt", "agents-md", "claude-md", "cursor", "json"):
         text = runner.invoke(app, ["export", "--target", target]).stdout
@@ -216,7 +216,7 @@ def test_a_run_that_succeeds_by_obeying_an_injection_teaches_nothing_that_is_exp
     for item in obeyed.values():
         assert item["status"] == "quarantined"
         assert item["status_reason"].startswith("guard: evidence relies on flagged runs: 6 of 6 carry injected "
-                                                "instructions (override); 0 independent clean run(s), 2 needed")
+                                                "instructions (override); clean runs from 0 task(s) or source(s), 2 needed")
     # The fare error is real (clean runs in three tasks hit it): its lesson is exported, but what the
     # obeying runs did after it is not offered as advice.
     fare = next(v for t, (i, v) in by_text.items() if "fare difference must be paid" in t)
@@ -242,14 +242,14 @@ def test_a_flood_from_one_task_or_one_source_never_reaches_the_threshold(runner,
     flood_id, flood = about("cancel_reservation")  # 8 runs, one task, three detectors
     assert flood["status"] == "quarantined" and len(flood["provenance"]["evidence"]) == 8
     assert flood["status_reason"] == ("guard: evidence relies on flagged runs: 8 of 8 carry injected instructions "
-                                      "(memory-write, override, standing-order); 0 independent clean run(s), 2 needed")
+                                      "(memory-write, override, standing-order); clean runs from 0 task(s) or source(s), 2 needed")
     source_id, source = about("get_flight_status")  # 6 runs, no task id: one source
     assert source["status"] == "quarantined" and source["status_reason"] == (
         "guard: evidence relies on flagged runs: 6 of 6 carry injected instructions (role-change); "
-        "0 independent clean run(s), 2 needed")
+        "clean runs from 0 task(s) or source(s), 2 needed")
     sly_id, sly = about("upgrade_cabin")  # 6 runs, one task, nothing flagged: one task is still one
     assert sly["status"] == "quarantined" and sly["status_reason"] == (
-        "guard: needs independent support: 1 independent run(s) (task or source), 2 needed")
+        "guard: needs independent support: 6 run(s) from 1 task(s) or source(s), 2 needed")
     seat_id, seat = next((i, v) for i, v in items.items() if "seat <ID> is not available" in v["text"])
     assert seat["status"] == "active"  # three clean tasks: the control that does get through
 
@@ -279,7 +279,7 @@ def test_quarantine_list_names_every_held_lesson_with_its_reason(runner, tmp_pat
     listed = json.loads(runner.invoke(app, ["playbook", "quarantine", "list", "default", "--json"]).stdout)
     assert {r["id"]: r["reason"] for r in listed} == {i: v["status_reason"] for i, v in held.items()}
     assert all(r["reason"].startswith("guard: ") for r in listed)
-    detectors = {d for r in listed for d in re.findall(r"\(([a-z, -]+)\); \d+ independent", r["reason"])}
+    detectors = {d for r in listed for d in re.findall(r"\(([a-z, -]+)\); clean runs from", r["reason"])}
     assert {d for group in detectors for d in group.split(", ")} == {
         "encoded", "hidden-text", "memory-write", "override", "role-change", "standing-order"}
     text = runner.invoke(app, ["playbook", "quarantine", "list", "default"])
