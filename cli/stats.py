@@ -14,10 +14,6 @@ def stats(bank: Path = BankOption, json: bool = JsonOption):
     """
     with open_bank(bank) as b:
         s = b.stats()
-        if "truncated_runs" not in s:  # runs cut to ingest.max_messages / max_run_bytes (none in a bank from
-            # before the truncations table that was only opened read-only since)
-            has = b.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'truncations'").item()
-            s["truncated_runs"] = b.sql("SELECT count(DISTINCT trajectory_id) FROM truncations").item() if has else 0
     if json:
         return emit_json(s)
     outcomes = ", ".join(f"{n} {k}" for k, n in s["outcomes"].items()) or "none"

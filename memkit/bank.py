@@ -278,6 +278,10 @@ class Bank:
             "rejects": q("SELECT count(*) FROM rejects").fetchall()[0][0],
             "redactions": q("SELECT coalesce(sum(count), 0) FROM redactions").fetchall()[0][0],
             "exposures": q("SELECT count(*) FROM exposures").fetchall()[0][0],
+            # runs cut to ingest.max_messages / max_run_bytes; none in a bank from before the truncations
+            # table that has only been opened read-only since
+            "truncated_runs": q("SELECT count(DISTINCT trajectory_id) FROM truncations").fetchall()[0][0]
+            if q("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'truncations'").fetchall()[0][0] else 0,
             "playbooks": self.playbooks(),
         }
 
@@ -318,6 +322,13 @@ class Bank:
         from memkit.frames import exposures
 
         return exposures(self.con, **filters)
+
+    def truncations(self, **filters):
+        """What ingest cut from runs to fit ingest.max_messages / max_run_bytes (polars). Filters: run_id,
+        source. Columns: memkit.frames.truncations."""
+        from memkit.frames import truncations
+
+        return truncations(self.con, **filters)
 
     def run(self, run_id: str):
         """One run by id or unique id prefix; shows as a conversation in a notebook (memkit.views.RunView)."""

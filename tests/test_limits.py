@@ -209,6 +209,20 @@ def test_a_gigantic_tool_result_is_cut_with_a_marker_and_recorded(runner, cli_ba
     assert bank_sql("SELECT count(*) FROM trajectories WHERE raw IS NULL") == [(1,)]
 
 
+def test_purging_a_truncated_run_removes_its_truncations_and_it_can_be_stored_again(runner, cli_bank, bank_sql):
+    configure(cli_bank, max_run_bytes="20KB")
+    write_jsonl(cli_bank / "r.jsonl", [big_tool_run(1, 100_000), run_obj(2, True)])
+    ingest_json(runner, "r.jsonl")
+    before = bank_sql("SELECT trajectory_id, seq, what, original, kept FROM truncations ORDER BY ALL")
+    assert len(before) == 2
+    purged = runner.invoke(app, ["purge", "--source", "r.jsonl", "--yes"])
+    assert purged.exit_code == 0, purged.output
+    assert bank_sql("SELECT count(*) FROM truncations") == [(0,)]
+    code, out = ingest_json(runner, "r.jsonl")
+    assert (code, out["added"], out["truncated"]) == (0, 2, 1)
+    assert bank_sql("SELECT trajectory_id, seq, what, original, kept FROM truncations ORDER BY ALL") == before
+
+
 def test_long_tool_arguments_and_multibyte_text_are_cut_too(runner, cli_bank, bank_sql):
     configure(cli_bank, max_run_bytes=4000)
     run = run_obj(1, True, tool="write_file", tool_args={"path": "a.txt", "content": "é" * 5000},
