@@ -421,7 +421,7 @@ def test_hostile_atif_input_is_rejected_with_reasons_and_good_ones_kept(cli_bank
         "line 5": "step 2: tool_calls must be a list",
         "line 6": "step 2 result 1 must be an object, not str",
         "line 7": "step 1.message must be a string or a list of content parts, not int",
-        "line 8": "a value is nested too deeply to store",
+        "line 8": "a value is nested too deeply to store (more than 255 levels)",
         "line 9": "steps is empty",
         "line 10": "reward must be a number, not str",
         "line 11": "missing 'schema_version'",

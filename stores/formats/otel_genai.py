@@ -739,16 +739,6 @@ def _str(v: Any) -> Optional[str]:
     return None if v is None else str(v)
 
 
-def storable(run: Run) -> Run:
-    """Everything ingest serialises must fit orjson's nesting limit; say so instead of failing later."""
-    try:
-        orjson.dumps(run.identity())
-        orjson.dumps(run.metadata, default=str)
-    except orjson.JSONEncodeError:
-        raise RecordError("a value is nested too deeply to store") from None
-    return run
-
-
 # ---------------------------------------------------------------- the reader
 
 
@@ -845,7 +835,7 @@ class OtelGenAIReader(RecordReader):
                 continue
             record = Record(f"trace {trace_id}", trace.line, export, data)
             try:
-                yield record, storable(trace_to_run(trace_id, trace.spans, ctx, export))
+                yield record, trace_to_run(trace_id, trace.spans, ctx, export)  # ingest.run_id_of checks nesting
             except RecordError as e:
                 yield record, e
 
