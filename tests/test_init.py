@@ -47,7 +47,7 @@ def test_init_keeps_existing_runs(slice_path, tmp_path):
     with memkit.init(tmp_path) as b:
         b.ingest([slice_path])
     with memkit.init(tmp_path) as b:
-        assert b.stats()["runs"] == 32
+        assert b.stats()["runs"] == 34
 
 
 def test_open_finds_the_bank_from_a_subfolder(tmp_path):
