@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import orjson
@@ -382,41 +382,62 @@ def test_import_memkit_stays_light():
 
 HOLD = textwrap.dedent("""
     import sys, time, memkit
+    from pathlib import Path
     bank = memkit.open(sys.argv[1], write=True)
     print("holding", flush=True)
-    time.sleep(float(sys.argv[2]))
+    while not Path(sys.argv[2]).exists():
+        time.sleep(0.05)
     bank.close()
 """)
 
 
-@pytest.fixture()
-def held(sample_root):
-    """A subprocess that holds the bank's write lock (as `memkit distill` does) for 2 seconds."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(sample_root), "2"], stdout=subprocess.PIPE, text=True)
+def hold(root: Path, gate: Path) -> subprocess.Popen:
+    """A subprocess that holds the bank's write lock (as `memkit distill` does) until `gate` exists."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(root), str(gate)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "holding"
+    return proc
+
+
+def test_open_reads_while_a_writer_in_another_process_holds_the_bank(sample_root, tmp_path, capsys):
+    """The writer is held until this test lets it go: a reader that waited for it would hang here."""
+    gate = tmp_path / "gate"
+    writer = hold(sample_root, gate)
     try:
-        assert proc.stdout.readline().strip() == "holding"
-        yield proc
+        with memkit.open(sample_root) as bank:
+            assert len(bank.runs()) == 200
+            assert [v["version"] for v in bank.versions("airline")] == [1, 2]
+        assert writer.poll() is None  # still holding
+        err = capsys.readouterr().err
+        assert f"Another memkit process is writing to {sample_root / '.memkit' / 'memkit.duckdb'}; reading the bank " \
+               "as its last finished write left it (" in err
+        assert "Waiting" not in err
     finally:
-        proc.wait(timeout=30)
+        gate.touch()
+        writer.wait(timeout=30)
 
 
-def test_open_waits_for_a_writer_in_another_process_then_reads(sample_root, held, capsys, monkeypatch):
+def test_open_without_a_snapshot_waits_for_the_writer_or_gives_up_with_one_clear_line(sample_root, tmp_path, capsys,
+                                                                                     monkeypatch):
+    """A bank an older memkit wrote has no snapshot: a reader waits for the writer, up to the lock timeout."""
+    root = tmp_path / "bank"
+    shutil.copytree(sample_root, root)
+    (root / ".memkit" / "snapshot.duckdb").unlink()
+    db = root / ".memkit" / "memkit.duckdb"
+    gate = tmp_path / "gate"
+    writer = hold(root, gate)
+    try:
+        monkeypatch.setenv("MEMKIT_LOCK_TIMEOUT", "0.5")
+        with pytest.raises(BankLocked) as caught:
+            memkit.open(root).runs()
+        assert str(caught.value) == f"{db} is in use by another memkit process (waited 0.5s); try again when it finishes"
+        assert capsys.readouterr().err == f"Waiting for another memkit process to release {db} (up to 0.5s)...\n"
+    finally:
+        gate.touch()
+        writer.wait(timeout=30)
     monkeypatch.setenv("MEMKIT_LOCK_TIMEOUT", "30")
-    start = time.monotonic()
-    with memkit.open(sample_root) as bank:  # a reader connects on each use, so it waits at its first query
+    with memkit.open(root) as bank:
         assert len(bank.runs()) == 200
-        waited = time.monotonic() - start
-    assert 0.5 < waited < 30
-    assert f"Waiting for another memkit process to release {sample_root / '.memkit' / 'memkit.duckdb'} (up to 30s)..." \
-        in capsys.readouterr().err
-
-
-def test_open_gives_up_after_the_lock_timeout_with_one_clear_line(sample_root, held, monkeypatch):
-    monkeypatch.setenv("MEMKIT_LOCK_TIMEOUT", "0.5")
-    db = sample_root / ".memkit" / "memkit.duckdb"
-    with pytest.raises(BankLocked) as caught:
-        memkit.open(sample_root).runs()
-    assert str(caught.value) == f"{db} is in use by another memkit process (waited 0.5s); try again when it finishes"
+    assert (root / ".memkit" / "snapshot.duckdb").exists()  # the writer left one as it closed
 
 
 def test_a_reader_holding_the_bank_open_does_not_block_a_writer(sample_root):
