@@ -290,7 +290,8 @@ def quarantine_reject(
 @app.command()
 @handle_errors
 def check(name: str = typer.Argument(..., help="Playbook name."), bank: Path = BankOption, json: bool = JsonOption):
-    """List live items whose advice contradicts each other (same tool, opposite advice or outcome).
+    """List live items whose advice contradicts each other (same tool, opposite advice or outcome, or judged
+    opposite by an LLM curator).
 
     Example: memkit playbook check airline
     """

@@ -44,6 +44,7 @@ class CuratorOp(BaseModel):
     when_to_use: Optional[str] = None
     tags: list[str] = []
     distinct_from: list[str] = []
+    contradicts: list[str] = []
     reason: str = ""
 
 
@@ -211,7 +212,7 @@ class Curator:
                 bad = [c for c in op.candidates if not 1 <= c <= n]
                 if bad:
                     problems.append(f"{where}: candidates {bad} do not exist (1..{n})")
-                refs = ([op.item_id] if op.item_id else []) + op.merge
+                refs = ([op.item_id] if op.item_id else []) + op.merge + op.contradicts
                 unknown = [r for r in refs if r not in shown]
                 if unknown:
                     problems.append(f"{where}: items {unknown} were not among the related items")
@@ -280,10 +281,12 @@ class Curator:
         domain = [f"domain:{self.cfg.domain}"] if self.cfg.domain else []
         tags = list(dict.fromkeys([*op.tags, *(t for c in cands for t in c.tags), *domain]))
         by = cands[0].by if cands else self.client.s.model
+        reverses = [i for i in dict.fromkeys(op.contradicts) if (o := self.pb.get(i)) is not None and o.status in LIVE]
         item = PlaybookItem(id=self.pb.next_id(op.section), section=op.section, text=op.text.strip(),
                             when_to_use=(op.when_to_use or "").strip() or None, tags=tags,
                             provenance=Provenance(added_in=self.version, by=by, key=cands[0].key if cands else None,
-                                                  support=_support(evidence), evidence=evidence))
+                                                  support=_support(evidence), evidence=evidence,
+                                                  contradicts=reverses or None))
         self.pb.items.append(item)
         self.overlay[item.id] = vector
         for other in distinct:

@@ -84,15 +84,19 @@ def _subjects(item) -> set[str]:
 
 
 def contradictions(playbook: Playbook) -> list[tuple[str, str, str]]:
-    """Pairs of live items about the same tool whose advice points opposite ways: (a, b, why).
-    Lexical and cheap: it sees "call X" against "never call X", and the heuristic reflector's
-    success/failure contrasts for one tool; an LLM curator judges subtler cases when configured."""
+    """Pairs of live items whose advice points opposite ways: (a, b, why). First those an LLM
+    curator declared (`provenance.contradicts`, when a model is configured), then the lexical,
+    cheap check on items about the same tool: "call X" against "never call X", and the heuristic
+    reflector's success/failure contrasts for one tool."""
     live = [i for i in playbook.items if i.status in ("active", "quarantined")]
-    out = []
+    ids = {i.id for i in live}
+    out = [(a.id, b, "the LLM curator judged them opposite") for a in live for b in a.provenance.contradicts or ()
+           if b in ids]
+    judged = {frozenset(pair[:2]) for pair in out}
     for n, a in enumerate(live):
         for b in live[n + 1:]:
             shared = _subjects(a) & _subjects(b)
-            if not shared:
+            if not shared or frozenset((a.id, b.id)) in judged:
                 continue
             keys = (a.provenance.key or "", b.provenance.key or "")
             direct = {k.rsplit(":", 1)[0] for k in keys if k.startswith("act:")}

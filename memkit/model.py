@@ -133,6 +133,7 @@ class Provenance(_Strict):
     support: Optional[str] = None
     approved: Optional[str] = None  # set when a person approved it out of quarantine (the guard then leaves it)
     evidence: list[str] = Field(default_factory=list)
+    contradicts: Optional[list[str]] = None  # items an LLM curator judged this one reverses (distill/guard.py)
 
 
 class PlaybookItem(_Strict):

@@ -112,6 +112,22 @@ def test_a_new_item_that_reverses_a_proven_one_needs_stronger_evidence():
     assert strong.status == "active" and other.status == "active"
 
 
+def test_a_contradiction_the_llm_curator_declared_needs_stronger_evidence_too():
+    """Subtle reversals no lexical rule sees (different tools, no negation): the curator names them."""
+    from memkit.distill.guard import check_consistency, contradictions
+    from memkit.model import Playbook
+
+    proven = _lesson(1, "Confirm the cabin class with the user before changing flights.", "update_flights",
+                     exposures=40, lower=0.1)
+    reverse = _lesson(2, "Keep the booked cabin when rebooking; asking again annoys users.", "search_flights")
+    reverse.provenance.contradicts = ["str-00001", "str-09999"]  # a retired or unknown id is ignored
+    pb = Playbook(name="p", items=[proven, reverse])
+    assert contradictions(pb) == [("str-00002", "str-00001", "the LLM curator judged them opposite")]
+    assert [(o.op, o.item_id) for o in check_consistency(pb, {"str-00002"}, min_evidence=5)] == [("QUARANTINE", "str-00002")]
+    assert reverse.status_reason == ("consistency: contradicts proven str-00001 (the LLM curator judged them opposite); "
+                                     "it has 3 runs of evidence, str-00001 40")
+
+
 def test_heuristic_contrasts_for_one_tool_are_reported_by_check(runner, distilled):
     from memkit.distill.guard import contradictions
     from memkit.model import Playbook

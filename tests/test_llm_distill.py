@@ -283,6 +283,35 @@ def test_a_keep_separate_decision_is_remembered(runner, llm_bank, scripted, slic
     assert not any({d["a"], d["b"]} == {"pit-00001", new_id} for d in duplicate_pairs(prompt))
 
 
+def test_a_reversal_the_curator_declares_is_kept_with_its_link_and_listed_by_check(runner, llm_bank, scripted):
+    write_playbook(llm_bank, [item(1, LESSON)])
+    REVERSE = ("Pay with a single method when calling `book_reservation`; splitting payments is what makes"
+               " the totals disagree.")
+
+    def curator(prompt):
+        mine = [c for c in candidates(prompt) if c["text"] == REVERSE]
+        if not mine:
+            return None
+        return json.dumps({"operations": [{"op": "ADD", "candidates": [mine[0]["n"]], "section": "pitfalls",
+                                           "text": REVERSE, "when_to_use": "before paying", "contradicts": ["pit-00001"],
+                                           "reason": "the runs say the opposite of pit-00001"}]})
+
+    said = lesson("pitfalls", REVERSE, "before paying")
+    scripted.responder = BySchema(FailureReflection=[failure_reply(said)] * 2, SuccessReflection=[success_reply(said)] * 4,
+                                  CuratorDecision=[curator])
+    distill(runner)
+    prompt = next(p for p in prompts_of(scripted, "CuratorDecision") if any(c["text"] == REVERSE for c in candidates(p)))
+    assert "pit-00001" in {i["id"] for i in related_items(prompt)}  # the curator could see what it reverses
+    items = playbook_items(llm_bank)
+    new_id = next(i for i, v in items.items() if v["text"] == REVERSE)
+    assert items[new_id]["provenance"]["contradicts"] == ["pit-00001"]
+    # pit-00001 has no evidence yet, so nothing is proven: both stay, and `check` surfaces the pair.
+    assert items[new_id]["status"] == items["pit-00001"]["status"] == "active"
+    result = runner.invoke(app, ["playbook", "check", "default", "--json"])
+    assert result.exit_code == 0, result.output
+    assert {"a": new_id, "b": "pit-00001", "why": "the LLM curator judged them opposite"} in json.loads(result.stdout)
+
+
 def test_lessons_that_restate_one_run_are_rejected(runner, llm_bank, scripted):
     specific = lesson("pitfalls", "Reservation ZFA04Y on 2024-05-20 totals $305: charge exactly that to card 4421486.",
                       "when booking for mia_li_3668")
