@@ -26,7 +26,14 @@ _told: set[Path] = set()  # banks whose snapshot this process has said it reads
 
 
 def lock_timeout() -> float:
-    return float(os.environ.get("MEMKIT_LOCK_TIMEOUT", "60"))
+    value = os.environ.get("MEMKIT_LOCK_TIMEOUT", "60")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also NaN
+        raise MemkitError(f"MEMKIT_LOCK_TIMEOUT must be a number of seconds (0 or more), not {value!r}")
+    return seconds
 
 
 def connect(path: Path, read_only: bool = False, timeout: float | None = None) -> duckdb.DuckDBPyConnection:
