@@ -183,3 +183,16 @@ def read_output(root: Path, target: str) -> str:
     done = subprocess.run([*CLI, "export", "default", "--target", target], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     return done.stdout
+
+
+def test_a_lock_timeout_that_is_not_a_number_is_one_clear_line(runner, tmp_path, monkeypatch):
+    from helpers import error_lines, no_traceback
+    from memkit.cli.main import app
+
+    memkit.init(tmp_path).close()
+    for bad in ("abc", "-1", "nan"):
+        monkeypatch.setenv("MEMKIT_LOCK_TIMEOUT", bad)
+        result = runner.invoke(app, ["ingest", "runs"])
+        assert result.exit_code == 1
+        no_traceback(result)
+        assert error_lines(result) == [f"Error: MEMKIT_LOCK_TIMEOUT must be a number of seconds (0 or more), not {bad!r}"]
