@@ -10,6 +10,9 @@ def _report(result, json: bool) -> None:
     if json:
         emit_json(result.as_dict())
         return
+    if result.restored:
+        console.print(f"Restored {result.path} from v{result.previous}: the command that wrote it was interrupted.",
+                      highlight=False)
     console.print(f"{result.new_runs} new run(s) reflected on, {result.insights} candidate lesson(s).")
     if result.llm is not None:
         _report_llm(result.llm)

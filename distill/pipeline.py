@@ -32,6 +32,7 @@ class DistillResult:
     git_commit: Optional[str] = None
     dry_run: bool = False
     llm: Optional[dict] = None  # the LLM path's report (model, calls, cost, failures); None for the heuristic
+    restored: bool = False  # the file was missing or behind its latest version (an interrupted command)
 
     @property
     def changed(self) -> bool:
@@ -41,7 +42,7 @@ class DistillResult:
         return {"playbook": self.playbook, "path": self.path, "new_runs": self.new_runs, "insights": self.insights,
                 "operations": [o.model_dump(exclude_none=True) for o in self.operations], "version": self.version,
                 "previous": self.previous, "git_commit": self.git_commit, "dry_run": self.dry_run,
-                **({"llm": self.llm} if self.llm is not None else {})}
+                "restored": self.restored, **({"llm": self.llm} if self.llm is not None else {})}
 
 
 def sync_file(con, path: Path, name: str, dry_run: bool = False) -> tuple[Playbook, Optional[int]]:
@@ -76,6 +77,7 @@ def sync_file(con, path: Path, name: str, dry_run: bool = False) -> tuple[Playbo
 
 def run(con, cfg: Config, path: Path, name: str, *, dry_run: bool = False, git: bool = True,
         model_run=None) -> DistillResult:
+    restored = not dry_run and store.behind(con, path, name)
     playbook, current = sync_file(con, path, name, dry_run)
     if git and not dry_run and current is not None:
         commit_interrupted(con, path, playbook)
@@ -97,7 +99,7 @@ def run(con, cfg: Config, path: Path, name: str, *, dry_run: bool = False, git: 
     ops += score(con, playbook, cfg.scoring)
     ops += check_consistency(playbook, {o.item_id for o in ops if o.op == "ADD"}, cfg.scoring.min_evidence)
     result = DistillResult(playbook=name, path=str(path), new_runs=len(new_runs), insights=len(insights),
-                           operations=ops, previous=current, dry_run=dry_run, llm=llm_report)
+                           operations=ops, previous=current, dry_run=dry_run, llm=llm_report, restored=restored)
     if dry_run:
         return result
     changed = bool(ops) and (current is None or store.content_hash_of(playbook) != store.content_hash_of(store.version_content(con, name, current)))

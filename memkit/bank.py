@@ -199,6 +199,10 @@ class Bank:
         if version is not None:
             return store.version_content(self.con, name, version)
         path = self.playbook_path(name)
+        if self._con is None:  # a reader: a file an interrupted command left behind reads as its latest version
+            con = self.con
+            if store.behind(con, path, name):
+                return store.version_content(con, name, store.latest_version(con, name))
         if not path.exists():
             raise PlaybookNotFound(f"no playbook {name!r} in {self.playbooks_dir}")
         return store.load(path, name)
@@ -226,7 +230,7 @@ class Bank:
         out = []
         for name, version, n, at in rows:
             path = self.playbook_path(name)
-            items = self.load_playbook(name).items if path.exists() else []
+            items = self.load_playbook(name).items if path.exists() or self._con is None else []
             out.append({"name": name, "version": version, "versions": n, "updated_at": str(at), "path": str(path),
                         "active": sum(i.status == "active" for i in items), "retired": sum(i.status == "retired" for i in items)})
         return out

@@ -5,6 +5,7 @@ the next run of the same command must finish the work, ending where a run never 
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import signal
@@ -253,6 +254,35 @@ m.git_commit = lambda *a: die()
 """,
 }
 PRELUDE = "import os, signal\ndef die(): os.kill(os.getpid(), signal.SIGKILL)\n"
+
+
+def test_readers_use_the_recorded_version_when_a_kill_left_the_file_behind(tmp_path, banks):
+    """Killed after the version row is durable but before its file is renamed into place: readers show
+    and export the recorded version at once, and the next distill restores the file and says so."""
+    bank = banks["distill"]
+    root = tmp_path / "killed"
+    shutil.copytree(bank["template"], root)
+    code = PRELUDE + KILL_AT["the playbook's temp file before the rename"] + "from memkit.cli.main import run\nrun()\n"
+    done = subprocess.run([sys.executable, "-c", code, *bank["command"]], cwd=root, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    latest = bank["state"]["versions"][-1][1]
+    show = subprocess.run([*CLI, "playbook", "show", "default", "--json"], cwd=root, capture_output=True, text=True)
+    assert show.returncode == 0, show.stderr
+    export = subprocess.run([*CLI, "export", "default", "--target", "json"], cwd=root, capture_output=True, text=True)
+    assert export.returncode == 0, export.stderr
+    with memkit.open(root) as b:
+        recorded = b.load_playbook("default", latest)
+        assert b.load_playbook("default") == recorded
+        assert [p["version"] for p in b.playbooks()] == [latest]
+        assert b.playbooks()[0]["active"] == sum(i.status == "active" for i in recorded.items) > 0
+    exported = json.loads(export.stdout)
+    assert exported["version"] == latest and exported["items"]
+    out = subprocess.run([*CLI, "distill"], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == (f"Restored {(root / 'playbooks' / 'default.yaml').resolve()} from v{latest}: "
+                                          "the command that wrote it was interrupted.")
+    assert state(root) == bank["state"]
 
 
 @pytest.mark.parametrize("point", list(KILL_AT))
