@@ -25,7 +25,7 @@ def ingest(
     """
     with open_bank(bank, write=True) as b:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err_console, transient=True, disable=json) as progress:
+                      console=err_console, transient=True, disable=json or not err_console.is_terminal) as progress:
             files = progress.add_task("files", total=None)
             records = progress.add_task("records", total=None)
             result = b.ingest(
@@ -38,7 +38,7 @@ def ingest(
         emit_json(result.as_dict())
     else:
         outcomes = ", ".join(f"{v} {k}" for k, v in sorted(result.outcomes.items()))
-        console.print(f"Ingested {result.files} file(s), {result.records} records: {result.added} runs added"
+        console.print(f"Ingested {result.files} file(s), {_n(result.records, 'record')}: {_n(result.added, 'run')} added"
                       + (f" ({outcomes})" if outcomes else "")
                       + f", {result.duplicates} skipped as duplicates, {result.rejected} rejected.")
         if result.outcomes_matched is not None:
@@ -56,3 +56,7 @@ def ingest(
         fail(result.file_errors[-1])
     if result.rejected:
         fail(f"{result.rejected} record(s) rejected; the other records were ingested (see the rejects table)")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -337,9 +337,15 @@ def ingest_files(
     files = expand_paths(paths)
     if playbook_ref:
         try:
-            parse_playbook_ref(playbook_ref)  # fail early on a malformed flag
+            name, version = parse_playbook_ref(playbook_ref)  # fail early on a malformed flag
         except RecordError as e:
             raise BadPlaybookRef(f"--playbook: {e}") from None
+        known = latest_versions or {}
+        if name not in known:
+            have = ", ".join(sorted(known)) or "none yet: distill first"
+            raise BadPlaybookRef(f"--playbook: no playbook {name!r} in this bank (playbooks: {have})")
+        if version is not None and not 1 <= version <= known[name]:
+            raise BadPlaybookRef(f"--playbook: {name} has versions 1 to {known[name]}, not {version}")
     result = IngestResult(files=len(files))
     state = _Ingest(_Writer(con), result, batch_size, outcome_map)
     state.limits = limits if limits is not None else Limits.from_config()

@@ -200,7 +200,7 @@ def test_tau2_hostile_simulations_are_rejected_and_the_others_kept(cli_bank, run
     result = runner.invoke(app, ["ingest", "hostile.json"])
     assert result.exit_code == 1
     no_traceback(result)
-    assert squash(result.stdout) == ("Ingested 1 file(s), 1 records: 1 runs added (1 success), "
+    assert squash(result.stdout) == ("Ingested 1 file(s), 1 record: 1 run added (1 success), "
                                      "0 skipped as duplicates, 6 rejected.")
     assert error_lines(result) == [REJECTED_LINE.format(n=6)]
     assert _rejects(bank_sql) == [
