@@ -177,6 +177,24 @@ def test_malformed_playbook_flag_is_a_user_error(runner, tmp_path):
     assert stderr_lines(result) == ["Error: --playbook: playbook reference 'default@latest' is not NAME@VERSION"]
 
 
+def test_a_playbook_flag_naming_no_playbook_or_version_of_this_bank_is_a_user_error(runner, tmp_path, bank_sql):
+    write_jsonl(tmp_path / "r.jsonl", [run_obj(1, True)])
+    result = runner.invoke(app, ["ingest", "r.jsonl", "--playbook", "default@1"])
+    assert (result.exit_code, stderr_lines(result)) == (
+        1, ["Error: --playbook: no playbook 'default' in this bank (playbooks: none yet: distill first)"])
+    no_traceback(result)
+    assert bank_sql("SELECT count(*) FROM trajectories") == [(0,)]
+
+
+def test_a_playbook_flag_naming_a_version_the_playbook_does_not_have_is_a_user_error(runner, distilled):
+    write_jsonl(distilled / "r.jsonl", [run_obj(1, True)])
+    for ref, error in (("default@99", "default has versions 1 to 1, not 99"), ("default@0", "default has versions 1 to 1, not 0"),
+                       ("shop", "no playbook 'shop' in this bank (playbooks: default)")):
+        result = runner.invoke(app, ["ingest", "r.jsonl", "--playbook", ref])
+        assert (result.exit_code, stderr_lines(result)) == (1, [f"Error: --playbook: {error}"])
+    assert runner.invoke(app, ["ingest", "r.jsonl", "--playbook", "default@1"]).exit_code == 0
+
+
 def test_malformed_playbook_reference_in_a_record_rejects_only_that_record(runner, tmp_path, bank_sql):
     write_jsonl(tmp_path / "r.jsonl", [run_obj(1, True), run_obj(2, True, metadata={"memkit_playbook": "default@v1"}),
                                        run_obj(3, True)])
