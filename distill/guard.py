@@ -14,14 +14,17 @@ from collections import defaultdict
 from memkit.model import Operation, Playbook
 
 
-def _run_facts(con, run_ids: set[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """Each run's independence key (task id, else source) and the detectors that flagged it."""
+_KEYS = {"task": "coalesce('task:' || task_id, 'source:' || source_uri)", "source": "'source:' || source_uri"}
+_WHAT = {"task": "task(s) or source(s)", "source": "source(s)"}
+
+
+def _run_facts(con, run_ids: set[str], by: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Each run's independence key (`by` task: its task id, else its source; `by` source: its source
+    file, for banks fed files whose task ids nobody vouches for) and the detectors that flagged it."""
     if not run_ids:
         return {}, {}
     ids = sorted(run_ids)
-    keys = dict(con.execute(
-        "SELECT id, coalesce('task:' || task_id, 'source:' || source_uri) FROM trajectories WHERE list_contains(?, id)",
-        [ids]).fetchall())
+    keys = dict(con.execute(f"SELECT id, {_KEYS[by]} FROM trajectories WHERE list_contains(?, id)", [ids]).fetchall())
     flags: dict[str, list[str]] = defaultdict(list)
     for run_id, detector in con.execute(
             "SELECT DISTINCT trajectory_id, detector FROM step_flags WHERE list_contains(?, trajectory_id) ORDER BY 1, 2",
@@ -30,11 +33,12 @@ def _run_facts(con, run_ids: set[str]) -> tuple[dict[str, str], dict[str, list[s
     return keys, flags
 
 
-def guard(con, playbook: Playbook, min_independent: int) -> list[Operation]:
+def guard(con, playbook: Playbook, min_independent: int, by: str = "task") -> list[Operation]:
     """Quarantine active items without enough clean, independent support; release quarantined ones
     that now have it. Items approved by hand are left alone. Returns the operations."""
     candidates = [i for i in playbook.items if i.status in ("active", "quarantined") and not i.provenance.approved]
-    keys, flags = _run_facts(con, {r for i in candidates for r in i.provenance.evidence})
+    keys, flags = _run_facts(con, {r for i in candidates for r in i.provenance.evidence}, by)
+    what = _WHAT[by]
     ops = []
     for item in candidates:
         evidence = [r for r in item.provenance.evidence if r in keys]  # purged runs no longer count
@@ -46,15 +50,14 @@ def guard(con, playbook: Playbook, min_independent: int) -> list[Operation]:
             if item.status == "quarantined" and (item.status_reason or "").startswith("guard:"):
                 item.status, item.status_reason = "active", None
                 ops.append(Operation(op="RESTORE", item_id=item.id,
-                                     reason=f"guard: now supported by clean runs from {independent} tasks or sources"))
+                                     reason=f"guard: now supported by clean runs from {independent} {what}"))
             continue
         if flagged:
             kinds = sorted({d for r in flagged for d in flags[r]})
             reason = (f"guard: evidence relies on flagged runs: {len(flagged)} of {len(evidence)} carry injected "
-                      f"instructions ({', '.join(kinds)}); clean runs from {independent} task(s) or source(s), {min_independent} needed")
+                      f"instructions ({', '.join(kinds)}); clean runs from {independent} {what}, {min_independent} needed")
         else:
-            reason = (f"guard: needs independent support: {len(evidence)} run(s) from {independent} task(s) or source(s),"
-                      f" {min_independent} needed")
+            reason = f"guard: needs independent support: {len(evidence)} run(s) from {independent} {what}, {min_independent} needed"
         if item.status != "quarantined" or item.status_reason != reason:
             changed_status = item.status != "quarantined"
             item.status, item.status_reason = "quarantined", reason

@@ -196,7 +196,7 @@ def score(con, playbook: Playbook, cfg: ScoringConfig) -> list[Operation]:
                 ops.append(Operation(op="RETIRE", item_id=item.id, reason=reason))
     if rescored:
         ops.insert(0, Operation(op="SCORE", item_id="*", reason=f"{rescored} items rescored"))
-    return ops + guard(con, playbook, cfg.min_independent_runs)
+    return ops + guard(con, playbook, cfg.min_independent_runs, cfg.independent_by)
 
 
 def retirement_reason(u: Utility, cfg: ScoringConfig) -> Optional[str]:

@@ -54,6 +54,7 @@ class ScoringConfig(_Section):
     harmful_ratio: float = 3.0
     stale_after: int = 5
     min_independent_runs: int = 2
+    independent_by: Literal["task", "source"] = "task"
 
 
 class ExportConfig(_Section):
@@ -204,6 +205,9 @@ scoring:
   # quarantined, until more evidence arrives or someone approves them (memkit playbook quarantine).
   # 1 trusts any single clean run: only for banks whose runs all come from one trusted task.
   min_independent_runs: 2
+  # What makes runs independent: "task" (different task ids; runs without one, different source
+  # files) or "source" (different files only: for files from parties who could invent task ids).
+  independent_by: task
 
 export:
   target: agents-md
