@@ -34,3 +34,7 @@ def export(
                       + (f" of {result.budget}" if result.budget else "") + left + ".")
     if output is None and not json and result.left_out:
         err_console.print(f"{len(result.left_out)} items left out by the budget of {result.budget} tokens.")
+    if result.withheld and not json:
+        ids = ", ".join(w["id"] for w in result.withheld)
+        err_console.print(f"withheld {len(result.withheld)} item(s) whose text reads as an instruction to the agent: {ids}",
+                          highlight=False, markup=False, soft_wrap=True)

@@ -4,7 +4,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from memkit.cli.common import BankOption, JsonOption, console, emit_json, handle_errors, open_bank
+import unicodedata
+
+from memkit.cli.common import BankOption, JsonOption, console, emit_json, err_console, handle_errors, open_bank
+from memkit.prompts.export import screen_item
 
 app = typer.Typer(help="List, show, and compare playbooks and their versions.", no_args_is_help=True)
 
@@ -111,9 +114,34 @@ def _set_status(bank: Path, json: bool, action: str, name: str, item_id: str, re
     status, done = _STATUS[action]
     with open_bank(bank, write=True) as b:
         pb = getattr(b, action)(name, item_id, reason)
+        path = b.playbook_path(name)
+    item = pb.get(item_id)
+    hits = screen_item(item) if action in ("approve", "restore") and item is not None else []
     if json:
-        return emit_json({"playbook": name, "version": pb.version, "item": item_id, "status": status})
+        out = {"playbook": name, "version": pb.version, "item": item_id, "status": status}
+        if hits:
+            out["withheld_from_export"] = {"detectors": [d for d, _ in hits], "excerpt": hits[0][1]}
+        return emit_json(out)
     console.print(f"{done} {item_id}: {name} v{pb.version}.", highlight=False)
+    if hits:
+        # Approval lifts the guard's independence rule, not the export screen: the text itself is the problem.
+        err_console.print(f"warning: {item_id}'s text reads as an instruction to the agent "
+                          f"({', '.join(d for d, _ in hits)}: \"{_visible(hits[0][1])}\"); exports will withhold it "
+                          f"until its text is rewritten (edit it in {path})", highlight=False, markup=False, soft_wrap=True)
+
+
+def _visible(text: str) -> str:
+    """Text with invisible characters (format, control, combining, odd spaces) shown as escapes, e.g. \\u200b."""
+    out = []
+    for c in text:
+        cat = unicodedata.category(c)
+        if c in "\n\t":
+            out.append(c)
+        elif cat[0] == "C" or cat in ("Zl", "Zp", "Mn", "Me") or (cat == "Zs" and c != " "):
+            out.append(f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 @app.command()
@@ -247,12 +275,24 @@ def quarantine_list(name: str = typer.Argument(..., help="Playbook name."), bank
     """
     with open_bank(bank) as b:
         rows = b.quarantined(name)
+        items = {i.id: i for i in b.load_playbook(name).items}
+    for r in rows:
+        hits = screen_item(items[r["id"]]) if r["id"] in items else []
+        if hits:
+            r["reads_as_instruction"] = [d for d, _ in hits]
     if json:
         return emit_json(rows)
     if not rows:
         return console.print(f"Nothing in quarantine in {name}.")
     for r in rows:
-        console.print(f"[{r['id']}] {r['reason']}\n    {r['text'][:160]}", highlight=False, markup=False)
+        # The whole text (up to 1,000 characters), invisible characters escaped: what an injection says is
+        # often past the first sentence, and zero-width or bidi characters must show.
+        text = _visible(r["text"])
+        text = text if len(text) <= 1000 else text[:1000] + f"... ({len(text) - 1000} more characters)"
+        console.print(f"[{r['id']}] {r['reason']}\n    {text}", highlight=False, markup=False, soft_wrap=True)
+        if r.get("reads_as_instruction"):
+            console.print(f"    reads as an instruction to the agent ({', '.join(r['reads_as_instruction'])}): "
+                          "exports withhold it even if approved", highlight=False, markup=False, soft_wrap=True)
 
 
 @quarantine_app.command("approve")
@@ -264,7 +304,8 @@ def quarantine_approve(
     bank: Path = BankOption,
     json: bool = JsonOption,
 ):
-    """Approve a quarantined item by hand: it becomes active and is exported.
+    """Approve a quarantined item by hand: it becomes active and is exported, unless its own text reads as
+    an instruction to the agent (then exports withhold it until the text is rewritten; a warning says so).
 
     Example: memkit playbook quarantine approve airline pit-00012 --reason "checked against the policy"
     """

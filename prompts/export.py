@@ -13,6 +13,7 @@ from memkit.errors import ExportError
 from memkit.fileio import write_atomic
 from memkit.model import Playbook, PlaybookItem
 from memkit.prompts import environment
+from memkit.stores.injection import scan
 from memkit.tokens import count_tokens
 
 TARGETS = {"system-prompt": "system-prompt.j2", "agents-md": "agents-md.j2", "claude-md": "claude-md.j2",
@@ -30,10 +31,13 @@ class ExportResult:
     included: list[str] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
     path: Optional[str] = None
+    # {"id", "detectors"} of items whose text reads as an injected instruction; no excerpt, so nothing of
+    # that text is copied into an export's output in any form.
+    withheld: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"target": self.target, "tokens": self.tokens, "budget": self.budget, "included": self.included,
-                "left_out": self.left_out, "path": self.path, "text": self.text}
+                "left_out": self.left_out, "withheld": self.withheld, "path": self.path, "text": self.text}
 
 
 MIN_EVIDENCE = 5  # the scoring default; Bank.export passes the bank's setting
@@ -52,6 +56,16 @@ def item_value(item: PlaybookItem, min_evidence: int = MIN_EVIDENCE) -> float:
     return 0.5 * k / (k + 2)
 
 
+def screen_item(item: PlaybookItem) -> list[tuple[str, str]]:
+    """The injection screen (stores/injection.py) over what an export would copy of an item: its text
+    and when_to_use. Non-empty: the item reads as an instruction to the agent and is withheld,
+    whatever its status or approval (approval lifts the guard's independence rule, not this)."""
+    hits = dict(scan(item.text))
+    for detector, excerpt in scan(item.when_to_use):
+        hits.setdefault(detector, f"when_to_use: {excerpt}")
+    return sorted(hits.items())
+
+
 def _line(item: PlaybookItem) -> str:
     when = f" _When: {item.when_to_use}._" if item.when_to_use else ""
     return f"- [{item.id}] {item.text}{when}"
@@ -65,10 +79,19 @@ class Exporter:
         self.playbook, self.target, self.encoding = playbook, target, encoding
         self.order = {s: i for i, s in enumerate(sections)}
         self.env = environment(templates_dir)
+        self._screened: dict[tuple, list[tuple[str, str]]] = {}
+        self.withheld = {i.id: hits for i in playbook.active() if (hits := self.screen(i))}
+
+    def screen(self, item: PlaybookItem) -> list[tuple[str, str]]:
+        key = (item.id, item.text, item.when_to_use)
+        if key not in self._screened:
+            self._screened[key] = screen_item(item)
+        return self._screened[key]
 
     def render(self, items: list[PlaybookItem]) -> str:
-        """The file content: for block targets, the block with memkit's marker lines around it."""
-        text = self._render(items)
+        """The file content: for block targets, the block with memkit's marker lines around it. An item
+        whose text reads as an injected instruction is never rendered, whoever passes it in."""
+        text = self._render([i for i in items if not self.screen(i)])
         return wrap_block(text, self.playbook.name) if self.target in BLOCK_TARGETS else text
 
     def _render(self, items: list[PlaybookItem]) -> str:
@@ -98,7 +121,7 @@ class Exporter:
         first, so new lessons are shown and can earn evidence (items never shown are never scored);
         then proven items that help; then whatever still fits, by value per token.
         """
-        active = self.playbook.active()
+        active = [i for i in self.playbook.active() if i.id not in self.withheld]
         if budget is None:
             return active, []
         if budget <= 0:
@@ -164,7 +187,9 @@ def export(playbook: Playbook, target: str, sections: list[str], *, budget: Opti
     chosen, left = exporter.select(budget, min_evidence, exploration_share)
     text = exporter.render(chosen)
     result = ExportResult(target=target, text=text, tokens=exporter.tokens(text), budget=budget,
-                          included=[i.id for i in chosen], left_out=[i.id for i in left])
+                          included=[i.id for i in chosen], left_out=[i.id for i in left],
+                          withheld=[{"id": item_id, "detectors": [d for d, _ in hits]}
+                                    for item_id, hits in sorted(exporter.withheld.items())])
     if output is not None:
         output = Path(output)
         if target in BLOCK_TARGETS:

@@ -94,6 +94,8 @@ COMPACT: list[tuple[str, re.Pattern]] = [
                                    r"(ai|llm)(agents?|assistants?|models?)?(reading|processing)this")),
 ]
 _HIDDEN = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u202a-\u202e\u2066-\u2069]|[\U000e0000-\U000e007f]")
+# A zero-width joiner between two emoji builds one emoji (a family, a skin tone): not hidden text.
+_EMOJI_ZWJ = re.compile("(?<=[\u2600-\u27bf\U0001f000-\U0001faff\ufe0f])\u200d(?=[\u2600-\u27bf\U0001f000-\U0001faff])")
 _TAGS = re.compile("[\U000e0020-\U000e007e]+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2}){20,}")
@@ -165,10 +167,25 @@ def fold(text: str) -> str:
     return " ".join(re.sub(r"[^\w]+", " ", normalise(text).casefold()).split())
 
 
+# A word every pattern of a detector needs: one search skips all of that detector's patterns.
+_GATES = {name: re.compile(words, _I) for name, words in (
+    ("override", r"ignor|disregard|forget|override|oubli|tenez"),
+    ("role-change", r"you are now|from now on|instruction|act as"),
+    ("memory-write", r"playbook|memor|notes|lesson|rule|instructions|context|knowledge|system prompt"),
+    ("standing-order", r"from now on|future|remember to always"),
+    ("exfiltration", r"key|credential|password|secret|token"),
+    ("addressed-agent", r"assistant|\bai\b|a\.i\.|llm|language model|chat ?bot"))}
+
+
 def _patterns(text: str) -> dict[str, str]:
     found: dict[str, str] = {}
+    gates: dict[str, bool] = {}
     for name, pattern in PATTERNS:
-        if name not in found and (m := pattern.search(text)):
+        if name in found:
+            continue
+        if name not in gates:
+            gates[name] = _GATES[name].search(text) is not None
+        if gates[name] and (m := pattern.search(text)):
             found[name] = _excerpt(text, m.start(), m.end())
     return found
 
@@ -178,7 +195,7 @@ def scan(text: str | None) -> list[tuple[str, str]]:
     if not text:
         return []
     found = _patterns(text)
-    hidden = _HIDDEN.findall(text)
+    hidden = _HIDDEN.findall(_EMOJI_ZWJ.sub("", text) if "\u200d" in text else text)
     if len(hidden) >= 2 or any(ord(c) >= 0xE0000 for c in hidden):
         found["hidden-text"] = f"{len(hidden)} invisible or direction-override characters"
         concealed = [_HIDDEN.sub("", text)]
@@ -261,9 +278,9 @@ def flag_steps(steps):
                         ("excerpt", pa.string())])
     if steps.num_rows == 0:
         return schema.empty_table()
-    outside = pc.is_in(steps["role"], value_set=pa.array(SCANNED_ROLES))
+    steps = steps.filter(pc.is_in(steps["role"], value_set=pa.array(SCANNED_ROLES)))
     text = pc.fill_null(steps["text"], "")
-    candidates = steps.filter(pc.and_(outside, pc.match_substring_regex(text, SCREEN, ignore_case=True)))
+    candidates = steps.filter(pc.match_substring_regex(text, SCREEN, ignore_case=True))
     rows = {"trajectory_id": [], "seq": [], "detector": [], "excerpt": []}
     for run_id, seq, body in zip(*(candidates[c].to_pylist() for c in ("trajectory_id", "seq", "text"))):
         for detector, excerpt in scan(body):
