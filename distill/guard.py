@@ -16,6 +16,7 @@ from memkit.model import Operation, Playbook
 
 _KEYS = {"task": "coalesce('task:' || task_id, 'source:' || source_uri)", "source": "'source:' || source_uri"}
 _WHAT = {"task": "task(s) or source(s)", "source": "source(s)"}
+_WHAT_MANY = {"task": "tasks or sources", "source": "sources"}
 
 
 def _run_facts(con, run_ids: set[str], by: str) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -50,7 +51,7 @@ def guard(con, playbook: Playbook, min_independent: int, by: str = "task") -> li
             if item.status == "quarantined" and (item.status_reason or "").startswith("guard:"):
                 item.status, item.status_reason = "active", None
                 ops.append(Operation(op="RESTORE", item_id=item.id,
-                                     reason=f"guard: now supported by clean runs from {independent} {what}"))
+                                     reason=f"guard: now supported by clean runs from {independent} {_WHAT_MANY[by]}"))
             continue
         if flagged:
             kinds = sorted({d for r in flagged for d in flags[r]})
