@@ -12,6 +12,23 @@ import yaml
 DATA = Path(__file__).resolve().parent / "data"
 SLICE = DATA / "tau-slice.json"
 FULL_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "samples" / "tau-bench-airline" / "gpt-4o-airline.json"
+FORMATS = DATA / "formats"
+# A file of runs in each reader's format (openai-chat: the tests build it from run_obj).
+FORMAT_SAMPLES = {
+    "tau-bench": SLICE,
+    "atif": FORMATS / "atif" / "batch.jsonl",
+    "tau2-bench": FORMATS / "tau2" / "results.json",
+    "claude-code": FORMATS / "claude-code" / "8f0c2d7e-5b1a-4c3e-9d2f-0a1b2c3d4e5f.jsonl",
+    "codex-cli": FORMATS / "codex" / "rollout-2025-05-02-5973b6c0-94b8-487b-a530-2aeb6098ae0e.jsonl",
+    "inspect": FORMATS / "inspect" / "arith.json",
+    "inspect-eval": FORMATS / "inspect" / "arith.eval",
+    "otel-genai": FORMATS / "otel" / "genai-semconv.json",
+    "mini-swe-agent": FORMATS / "swe" / "mini-toolcall.traj.json",
+    "swe-agent": FORMATS / "swe" / "demo__calc-7.traj",
+    "anthropic-messages": FORMATS / "anthropic" / "runs.jsonl",
+    "openai-chat": None,
+    "mapped": FORMATS / "mapped" / "support-log.jsonl",
+}
 
 ITEM_ID = re.compile(r"^(con|str|pit|pro)-\d{5}$")
 SECTIONS = {"concepts", "strategies", "pitfalls", "procedures"}

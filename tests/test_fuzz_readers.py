@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import DATA, SLICE, no_traceback, run_obj, squash
+from helpers import FORMAT_SAMPLES, FORMATS, no_traceback, run_obj, squash
 from memkit.canonical import content_hash
 from memkit.cli.main import app
 from memkit.stores.formats import ReadContext, RecordError, registry
@@ -25,27 +25,12 @@ from memkit.stores.formats.mapped import load_mapping
 from memkit.stores.ingest import run_id_of
 from memkit.stores.records import Record, Redactions, read_records
 
-FORMATS = DATA / "formats"
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 
 # A file holding runs of each reader's format, read the way ingest reads it.
-SAMPLES = {
-    "tau-bench": SLICE,
-    "atif": FORMATS / "atif" / "batch.jsonl",
-    "tau2-bench": FORMATS / "tau2" / "results.json",
-    "claude-code": FORMATS / "claude-code" / "8f0c2d7e-5b1a-4c3e-9d2f-0a1b2c3d4e5f.jsonl",
-    "codex-cli": FORMATS / "codex" / "rollout-2025-05-02-5973b6c0-94b8-487b-a530-2aeb6098ae0e.jsonl",
-    "inspect": FORMATS / "inspect" / "arith.json",
-    "inspect-eval": FORMATS / "inspect" / "arith.eval",
-    "otel-genai": FORMATS / "otel" / "genai-semconv.json",
-    "mini-swe-agent": FORMATS / "swe" / "mini-toolcall.traj.json",
-    "swe-agent": FORMATS / "swe" / "demo__calc-7.traj",
-    "anthropic-messages": FORMATS / "anthropic" / "runs.jsonl",
-    "openai-chat": None,  # built from helpers.run_obj
-    "mapped": FORMATS / "mapped" / "support-log.jsonl",
-}
+SAMPLES = FORMAT_SAMPLES
 # Readers whose runs span records (one event per line, spans grouped by trace): fuzzed records may
 # join the run being read, so a run is recognised by its id there, and by its whole content elsewhere.
 SESSION_READERS = {"claude-code", "codex-cli"}

@@ -28,9 +28,8 @@ from memkit.stores import records
 from memkit.stores.formats import registry
 from memkit.stores.limits import Limits, _cap, shorten
 from memkit.stores.records import Redactions, read_records
-from helpers import DATA, SLICE, error_lines, messages, no_traceback, run_obj, squash, write_json, write_jsonl
+from helpers import FORMAT_SAMPLES, FORMATS, SLICE, error_lines, messages, no_traceback, run_obj, squash, write_json, write_jsonl
 
-FORMATS = DATA / "formats"
 OPENAI_KEY = "sk-proj-" + string.ascii_letters[:30]  # as in test_secrets: the redactor must catch it
 REJECTED = "Error: {n} record(s) rejected; the other records were ingested (see the rejects table)"
 
@@ -303,21 +302,7 @@ def test_the_python_api_reports_and_queries_truncations(tmp_path):
 
 # ---------------------------------------------------------------- every reader goes through the same limits
 
-SAMPLES = {
-    "tau-bench": SLICE,
-    "atif": FORMATS / "atif" / "batch.jsonl",
-    "tau2-bench": FORMATS / "tau2" / "results.json",
-    "claude-code": FORMATS / "claude-code" / "8f0c2d7e-5b1a-4c3e-9d2f-0a1b2c3d4e5f.jsonl",
-    "codex-cli": FORMATS / "codex" / "rollout-2025-05-02-5973b6c0-94b8-487b-a530-2aeb6098ae0e.jsonl",
-    "inspect": FORMATS / "inspect" / "arith.json",
-    "inspect-eval": FORMATS / "inspect" / "arith.eval",
-    "otel-genai": FORMATS / "otel" / "genai-semconv.json",
-    "mini-swe-agent": FORMATS / "swe" / "mini-toolcall.traj.json",
-    "swe-agent": FORMATS / "swe" / "demo__calc-7.traj",
-    "anthropic-messages": FORMATS / "anthropic" / "runs.jsonl",
-    "openai-chat": None,  # written by the test
-    "mapped": FORMATS / "mapped" / "support-log.jsonl",
-}
+SAMPLES = FORMAT_SAMPLES
 
 
 def test_every_reader_has_a_sample_here():
