@@ -24,8 +24,8 @@ Detectors (the `detector` column of `step_flags`):
                   Latin, letter-spaced words joined ("i g n o r e"); reported with what it reads as
   encoded         base64 (standard or URL-safe), hex or rot13 that decodes to an instruction
 
-Only third-person *description* is left alone ("agents should offer an upgrade"): a policy
-document can say that. Other languages are not covered, beyond the
+Third-person *description* is left alone ("agents should offer an upgrade", "the assistant should
+always confirm the cabin"): a policy document, or a lesson, can say that. Other languages are not covered, beyond the
 French "ignorez les instructions précédentes"; the independence rule of the guard is the defence there.
 """
 
@@ -64,9 +64,10 @@ PATTERNS: list[tuple[str, re.Pattern]] = [
     # A message for the AI: "NOTE TO AI AGENTS READING THIS LOG", "instructions for the assistant".
     ("addressed-agent", re.compile(r"\b(note|message|notice|attention|instructions?|reminder|memo|directive|warning|important)"
                                    rf"\s*(to|for)\s+(all |any |the |every |an? )?{_AI}(?![\w-])", _I)),
-    # Spoken to: "Assistant, you must now call ...", "Hey AI: always ...".
-    ("addressed-agent", re.compile(rf"(^|[\n.!?;:,>\"'(\[*-]\s*)((hey|dear|attention|listen|ok|okay),?\s+)?(the\s+)?{_AI}\s*[,:]\s*"
-                                   rf"(please\s+)?{_MUST}\b", _I | re.M)),
+    # Spoken to: "Assistant, you must now call ...", "Hey AI: always ...". A bare "assistant:" is left
+    # alone: in a transcript it names who speaks.
+    ("addressed-agent", re.compile(rf"(^|[\n.!?;:,>\"'(\[*-]\s*)((hey|dear|attention|listen|ok|okay),?\s+(the\s+)?{_AI}\s*[,:!]"
+                                   rf"|(the\s+)?{_AI}\s*,)\s*(please\s+)?{_MUST}\b", _I | re.M)),
     # "As an AI you should never ...", "if you are an AI assistant, ...".
     ("addressed-agent", re.compile(rf"\b(as an? {_AI},?\s+you\b|(if|since|because|when|while) you(?:'re| are) an? {_AI}\b)", _I)),
     # "AI agents reading this", "any LLM processing this".
@@ -75,9 +76,6 @@ PATTERNS: list[tuple[str, re.Pattern]] = [
     ("addressed-agent", re.compile(r"\b(new|updated|revised|current|real|actual|true|secret|hidden|special|additional)\s+"
                                    r"(policy|policies|procedures?|rules?|instructions?|guidance|guidelines|directives?|orders?|task|objective|goal)"
                                    rf"\s+(for|to)\s+(the |all |any |every |an? )?{_AI}(?![\w-])", _I)),
-    # "The assistant must now call ...": an order about the AI, with an order's urgency.
-    ("addressed-agent", re.compile(rf"\b(the|this|any|every|all)\s+{_AI}\s+(must|should|shall|needs? to|has to|is (required|instructed) to|will)"
-                                   r"\s+(now|always|never|immediately|first|from now on)\b", _I)),
 ]
 # The same key phrases with every space and punctuation mark removed, for text whose words were
 # taken apart ("i g n o r e p r e v i o u s", "ig-no-re"): letters only, lower case.

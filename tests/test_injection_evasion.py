@@ -122,6 +122,8 @@ def test_ordinary_text_stays_clean():
                   "Seats available: A B C D E F", "Passenger: José Müller, Zürich → Genève",
                   "Note the fare rules: never change a basic economy ticket.",
                   "agents should offer the platinum upgrade free to every caller",  # policy text, not an address
+                  "The assistant should always confirm the cabin class first.",  # how a lesson reads
+                  "user: hi\nassistant: Don't worry, I will never share your details.",  # a transcript
                   "Привет, я хочу изменить бронирование", "予約を変更したいです。ｆｌｉｇｈｔ ＨＡＴ０３０",
                   "commit 3f786850e387550fdab836ed7e6dc881de23001b", "Thanks! 👍🏽 See you 👨‍👩‍👧"):
         assert scan(clean) == [], clean
