@@ -95,9 +95,9 @@ _HIDDEN = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u202a-\u202e\u2066-\u2069]
 # A zero-width joiner between two emoji builds one emoji (a family, a skin tone): not hidden text.
 _EMOJI_ZWJ = re.compile("(?<=[\u2600-\u27bf\U0001f000-\U0001faff\ufe0f])\u200d(?=[\u2600-\u27bf\U0001f000-\U0001faff])")
 _TAGS = re.compile("[\U000e0020-\U000e007e]+")
-_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}")
+_BASE64 = (re.compile(r"[A-Za-z0-9+/]{40,}={0,2}"), re.compile(r"[A-Za-z0-9_-]{40,}={0,2}"))  # standard, URL-safe
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2}){20,}")
-_ROT13_HINT = re.compile(r"vtaber|qvfertneq|vafgehpgvba|cynlobbx|erzrzore|sebz abj ba|nffvfgnag|flfgrz cebzcg", _I)
+_ROT13_HINT = re.compile(r"vtaber|qvfertneq|vafgehpgvba|cynlobbx|erzrzore|sebz abj ba|nffvfgnag|flfgrz cebzcg")  # on lower case
 
 # Characters that can hide an instruction from a plain pattern: compatibility forms, format and
 # combining characters, letters of scripts with Latin look-alikes, and runs of spaced-out letters.
@@ -165,8 +165,9 @@ def fold(text: str) -> str:
     return " ".join(re.sub(r"[^\w]+", " ", normalise(text).casefold()).split())
 
 
-# A word every pattern of a detector needs: one search skips all of that detector's patterns.
-_GATES = {name: re.compile(words, _I) for name, words in (
+# A word every pattern of a detector needs, searched in the lower-cased text (case-insensitive
+# searches in Python are slow on non-ASCII text): one search skips all of that detector's patterns.
+_GATES = {name: re.compile(words) for name, words in (
     ("override", r"ignor|disregard|forget|override|oubli|tenez"),
     ("role-change", r"you are now|from now on|instruction|act as"),
     ("memory-write", r"playbook|memor|notes|lesson|rule|instructions|context|knowledge|system prompt"),
@@ -177,12 +178,13 @@ _GATES = {name: re.compile(words, _I) for name, words in (
 
 def _patterns(text: str) -> dict[str, str]:
     found: dict[str, str] = {}
+    low = text.lower()
     gates: dict[str, bool] = {}
     for name, pattern in PATTERNS:
         if name in found:
             continue
         if name not in gates:
-            gates[name] = _GATES[name].search(text) is not None
+            gates[name] = _GATES[name].search(low) is not None
         if gates[name] and (m := pattern.search(text)):
             found[name] = _excerpt(text, m.start(), m.end())
     return found
@@ -206,26 +208,26 @@ def scan(text: str | None) -> list[tuple[str, str]]:
     if _NEEDS_NORMAL.search(text):
         plain = normalise(text)
         seen = _patterns(plain)
-        compact = re.sub(r"[^a-z]+", "", plain.lower())
-        for name, pattern in COMPACT:
-            if name not in seen and (m := pattern.search(compact)):
-                seen[name] = m.group(0)
+        if _SPACED_RUN.search(text) or _SPACED_RUN.search(plain):  # letters taken apart: match them joined up
+            compact = re.sub(r"[^a-z]+", "", plain.lower())
+            for name, pattern in COMPACT:
+                if name not in seen and (m := pattern.search(compact)):
+                    seen[name] = m.group(0)
         new = {k: v for k, v in seen.items() if k not in found}
         if new:
             found.update(new)
             found["obfuscated"] = "reads, once normalised, as: " + next(iter(new.values()))
-    for m in _BASE64.finditer(text):
+    for m in (m for alphabet in _BASE64 for m in alphabet.finditer(text)):  # hex digits are base64 letters too
+        for hexed in _HEX.finditer(m.group(0)):
+            decoded = _unhex(hexed.group(0))
+            if decoded and scan(decoded):
+                found.setdefault("encoded", f"hex that decodes to: {decoded[:80]!r}")
         decoded = _decode(m.group(0))
         if decoded and scan(decoded):
             found.setdefault("encoded", f"base64 that decodes to: {decoded[:80]!r}")
+        if "encoded" in found:
             break
-    if "encoded" not in found:
-        for m in _HEX.finditer(text):
-            decoded = _unhex(m.group(0))
-            if decoded and scan(decoded):
-                found["encoded"] = f"hex that decodes to: {decoded[:80]!r}"
-                break
-    if "encoded" not in found and _ROT13_HINT.search(text):
+    if "encoded" not in found and _ROT13_HINT.search(text.lower()):
         decoded = codecs.decode(text, "rot13")
         if hit := _patterns(decoded):
             found["encoded"] = f"rot13 that decodes to: {next(iter(hit.values()))[:80]!r}"
