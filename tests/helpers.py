@@ -105,3 +105,29 @@ def first_int(text: str) -> int:
 def stderr_lines(result) -> list[str]:
     """Non-blank stderr lines (a transient progress bar leaves an empty line when stderr is not a terminal)."""
     return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+EXPORT_TARGETS = ("system-prompt", "agents-md", "claude-md", "cursor", "json")
+
+
+def every_export(runner, folder: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Every export target to a file (AGENTS.md/CLAUDE.md merged into a file of the user's), to stdout and
+    as --json, through the CLI; with the stderr lines of each stdout export."""
+    from memkit.cli.main import app
+
+    out, said = {}, {}
+    for target in EXPORT_TARGETS:
+        path = folder / "exports" / f"{target}.out"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if target in ("agents-md", "claude-md"):
+            path.write_text("# House rules\n\nBe kind.\n")
+        result = runner.invoke(app, ["export", "--target", target, "-o", str(path)])
+        assert result.exit_code == 0, result.output
+        out[f"{target} file"] = path.read_text(encoding="utf-8")
+        result = runner.invoke(app, ["export", "--target", target])
+        assert result.exit_code == 0, result.output
+        out[f"{target} stdout"], said[target] = result.stdout, stderr_lines(result)
+        as_json = runner.invoke(app, ["export", "--target", target, "--json"])
+        assert as_json.exit_code == 0, as_json.output
+        out[f"{target} --json"] = as_json.stdout
+    return out, said

@@ -13,10 +13,9 @@ import memkit
 from memkit.cli.main import app
 from memkit.prompts.export import Exporter, screen_item
 from memkit.stores.injection import fold, normalise, scan
-from helpers import FULL_SAMPLE, playbook_items, stderr_lines
+from helpers import EXPORT_TARGETS, FULL_SAMPLE, every_export, playbook_items, stderr_lines
 
 ADVERSARIAL = Path(__file__).resolve().parent / "data" / "adversarial"
-TARGETS = ("system-prompt", "agents-md", "claude-md", "cursor", "json")
 # Each variant of tests/data/adversarial/evasions.jsonl, the tool whose error carries it, and the detectors.
 VARIANTS = {
     "soft-hyphen": ("get_fare_rules", ["obfuscated", "override"]),
@@ -72,25 +71,6 @@ def _pitfall(items: dict, tool: str) -> str:
     return item_id
 
 
-def _exports(runner, tmp_path) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """Every target to stdout, to a file (AGENTS.md/CLAUDE.md merged into a file of the user's) and as --json;
-    with the stderr lines of the stdout export."""
-    out, said = {}, {}
-    for target in TARGETS:
-        path = tmp_path / "exports" / f"{target}.out"
-        path.parent.mkdir(exist_ok=True)
-        if target in ("agents-md", "claude-md"):
-            path.write_text("# House rules\n\nBe kind.\n")
-        result = runner.invoke(app, ["export", "--target", target, "-o", str(path)])
-        assert result.exit_code == 0, result.output
-        out[f"{target} file"] = path.read_text(encoding="utf-8")
-        result = runner.invoke(app, ["export", "--target", target])
-        assert result.exit_code == 0, result.output
-        out[f"{target} stdout"], said[target] = result.stdout, stderr_lines(result)
-        as_json = runner.invoke(app, ["export", "--target", target, "--json"])
-        assert as_json.exit_code == 0, as_json.output
-        out[f"{target} --json"] = as_json.stdout
-    return out, said
 
 
 # ---------------------------------------------------------------- the detector itself (fast)
@@ -178,7 +158,7 @@ def test_every_evasion_is_flagged_at_ingest_and_its_lesson_held_back(runner, tmp
         assert item["status_reason"] == (f"guard: evidence relies on flagged runs: 3 of 3 carry injected instructions "
                                          f"({', '.join(detectors)}); clean runs from 0 task(s) or source(s), 2 needed")
     assert "QUARANTINE" in distilled.stdout
-    exports, said = _exports(runner, tmp_path)
+    exports, said = every_export(runner, tmp_path)
     assert _leaks(exports) == []
     assert all(not lines for lines in said.values())  # nothing active reads as an instruction: nothing withheld
     assert "seat <ID> is not available" in exports["agents-md file"]  # the clean control gets through
@@ -208,11 +188,11 @@ def test_approved_lessons_quoting_an_injection_are_still_withheld_from_every_exp
     after = playbook_items(tmp_path)
     assert all(after[i]["status"] == "active" for i in held.values())
 
-    exports, said = _exports(runner, tmp_path)
+    exports, said = every_export(runner, tmp_path)
     assert _leaks(exports) == []
     ids = sorted(carrying.values())
     line = f"withheld {len(ids)} item(s) whose text reads as an instruction to the agent: {', '.join(ids)}"
-    for target in TARGETS:
+    for target in EXPORT_TARGETS:
         assert said[target] == [line], target
         withheld = json.loads(exports[f"{target} --json"])["withheld"]
         assert [w["id"] for w in withheld] == ids
