@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import memkit
 from test_crash_safety import CLI, FILES, check_invariants, memkit_ok, new_bank, state
 
@@ -41,8 +43,24 @@ def env(timeout: str) -> dict:
     return {**os.environ, "MEMKIT_LOCK_TIMEOUT": timeout}
 
 
+_started: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test():
+    """A failing assertion must not leave a writer waiting at its gate (or a reader waiting for it)."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
 def start(root: Path, argv: list[str], timeout: str = "120") -> subprocess.Popen:
-    return subprocess.Popen(argv, cwd=root, env=env(timeout), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, cwd=root, env=env(timeout), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _started.append(proc)
+    return proc
 
 
 def waiting_line(root: Path, timeout: str) -> str:
