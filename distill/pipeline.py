@@ -45,8 +45,9 @@ class DistillResult:
                 "restored": self.restored, **({"llm": self.llm} if self.llm is not None else {})}
 
 
-def sync_file(con, path: Path, name: str, dry_run: bool = False) -> tuple[Playbook, Optional[int]]:
-    """Load the playbook file and reconcile it with the recorded versions.
+def sync_file(con, path: Path, name: str, dry_run: bool = False) -> tuple[Playbook, Optional[int], bool]:
+    """Load the playbook file and reconcile it with the recorded versions; return the playbook, its
+    version, and whether the file was restored.
 
     A file that matches the latest version is used as is; a missing file, or one left at an older
     version by an interrupted write, is restored from the latest version row; a file that matches
@@ -57,28 +58,26 @@ def sync_file(con, path: Path, name: str, dry_run: bool = False) -> tuple[Playbo
         remove_stale_temps(path)
     pb = store.load(path, name)
     if latest is None:
-        return pb, None
+        return pb, None, False
     recorded = store.version_content(con, name, latest)
     if path.exists() and store.content_hash_of(pb) == store.content_hash_of(recorded):
         pb.version = latest
-        return pb, latest
-    known = {r[0] for r in con.execute("SELECT content_hash FROM playbook_versions WHERE playbook = ?", [name]).fetchall()}
-    if not path.exists() or store.content_hash_of(pb) in known:
+        return pb, latest, False
+    if store.behind(con, name, pb if path.exists() else None):
         if not dry_run:
             write_atomic(path, store.to_yaml(recorded))
-        return recorded, latest
+        return recorded, latest, True
     if dry_run:
-        return pb, latest  # the hand edit is recorded by the next real distill
+        return pb, latest, False  # the hand edit is recorded by the next real distill
     pb.version = latest + 1
     store.record_version(con, pb, latest, [Operation(op="EDIT", item_id="*", reason="edited by hand")])
     write_atomic(path, store.to_yaml(pb))
-    return pb, pb.version
+    return pb, pb.version, False
 
 
 def run(con, cfg: Config, path: Path, name: str, *, dry_run: bool = False, git: bool = True,
         model_run=None) -> DistillResult:
-    restored = not dry_run and store.behind(con, path, name)
-    playbook, current = sync_file(con, path, name, dry_run)
+    playbook, current, restored = sync_file(con, path, name, dry_run)
     if git and not dry_run and current is not None:
         commit_interrupted(con, path, playbook)
     new_runs = {r[0] for r in con.execute(
@@ -99,7 +98,7 @@ def run(con, cfg: Config, path: Path, name: str, *, dry_run: bool = False, git: 
     ops += score(con, playbook, cfg.scoring)
     ops += check_consistency(playbook, {o.item_id for o in ops if o.op == "ADD"}, cfg.scoring.min_evidence)
     result = DistillResult(playbook=name, path=str(path), new_runs=len(new_runs), insights=len(insights),
-                           operations=ops, previous=current, dry_run=dry_run, llm=llm_report, restored=restored)
+                           operations=ops, previous=current, dry_run=dry_run, llm=llm_report, restored=restored and not dry_run)
     if dry_run:
         return result
     changed = bool(ops) and (current is None or store.content_hash_of(playbook) != store.content_hash_of(store.version_content(con, name, current)))
@@ -148,7 +147,7 @@ def commit_interrupted(con, path: Path, playbook: Playbook) -> Optional[str]:
 def save_version(con, path: Path, name: str, change, git: bool = True) -> tuple[Playbook, Optional[str]]:
     """Apply `change(playbook) -> operations` to the current playbook and write it as the next version
     (for hand curation and purges; distill has its own path). Nothing is written when it returns none."""
-    playbook, current = sync_file(con, path, name)
+    playbook, current, _ = sync_file(con, path, name)
     ops = change(playbook)
     if not ops:
         return playbook, None

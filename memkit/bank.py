@@ -199,13 +199,14 @@ class Bank:
         if version is not None:
             return store.version_content(self.con, name, version)
         path = self.playbook_path(name)
+        on_disk = store.load(path, name) if path.exists() else None
         if self._con is None:  # a reader: a file an interrupted command left behind reads as its latest version
             con = self.con
-            if store.behind(con, path, name):
+            if store.behind(con, name, on_disk):
                 return store.version_content(con, name, store.latest_version(con, name))
-        if not path.exists():
+        if on_disk is None:
             raise PlaybookNotFound(f"no playbook {name!r} in {self.playbooks_dir}")
-        return store.load(path, name)
+        return on_disk
 
     def export(self, name: Optional[str] = None, target: Optional[str] = None, *, budget: Optional[int] = None,
                output: Optional[Path] = None, version: Optional[int] = None, for_task: Optional[str] = None,

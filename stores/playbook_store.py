@@ -83,16 +83,17 @@ def latest_version(con: duckdb.DuckDBPyConnection, name: str) -> Optional[int]:
     return con.execute("SELECT max(version) FROM playbook_versions WHERE playbook = ?", [name]).fetchall()[0][0]
 
 
-def behind(con, path: Path, name: str) -> bool:
-    """Whether the playbook file is missing, or at an older version than the bank's latest: a command
-    was killed between recording a version and writing its file. Readers use the version row then."""
+def behind(con, name: str, on_disk: Optional[Playbook]) -> bool:
+    """Whether the playbook file (`on_disk`, loaded; None when there is no file) is missing, or at an
+    older version than the bank's latest: a command was killed between recording a version and
+    writing its file. Readers use the version row then; the next writer restores the file."""
     latest = latest_version(con, name)
     if latest is None:
         return False
-    if not path.exists():
+    if on_disk is None:
         return True
     versions = {r[0] for r in con.execute("SELECT version FROM playbook_versions WHERE playbook = ? AND content_hash = ?",
-                                          [name, content_hash_of(load(path, name))]).fetchall()}
+                                          [name, content_hash_of(on_disk)]).fetchall()}
     return bool(versions) and latest not in versions
 
 

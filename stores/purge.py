@@ -233,7 +233,7 @@ def _purge_playbooks(bank, ids: set[str], result: PurgeResult, dry_run: bool) ->
     for name in names:
         path = bank.playbook_path(name)
         if dry_run:
-            pb, current = sync_file(bank.con, path, name, dry_run=True)
+            pb, current, _ = sync_file(bank.con, path, name, dry_run=True)
             ops = retire_purged(pb, ids)
             version, commit = ((current or 0) + 1 if ops else None), None
         else:
