@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Optional
 
+from memkit.stores.database import has_table
+
 
 def costs(con, limit: Optional[int] = None) -> list[dict]:
-    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'llm_calls'").fetchall()[0][0]
-    if not exists:
+    if not has_table(con, "llm_calls"):
         return []
     rows = con.execute(
         f"""SELECT command_id, any_value(command), min(created_at), string_agg(DISTINCT model, ', ' ORDER BY model),

@@ -15,6 +15,7 @@ import pyarrow as pa
 from memkit.config import ScoringConfig
 from memkit.distill.guard import guard
 from memkit.model import CITATION, Operation, Playbook, Utility
+from memkit.stores.database import has_table
 from memkit.stores.playbook_store import version_content
 
 _KNOWN = "('success', 'failure', 'partial')"
@@ -164,8 +165,7 @@ def item_events(con, name: str) -> dict[str, list[Event]]:
 
 def item_tags(con, name: str) -> dict[str, dict[str, int]]:
     """Reflector tags (helpful / harmful / neutral) per item, when an LLM reflector has written any."""
-    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'item_tags'").fetchall()[0][0]
-    if not exists:
+    if not has_table(con, "item_tags"):
         return {}
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for item_id, tag, n in con.execute(

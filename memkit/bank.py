@@ -267,7 +267,10 @@ class Bank:
                 "removed": sorted(ia.keys() - ib.keys()), "changed": changed}
 
     def stats(self) -> dict:
-        q = self.con.execute
+        from memkit.stores.database import has_table
+
+        con = self.con
+        q = con.execute
         by_outcome = dict(q("SELECT outcome, count(*) FROM trajectories GROUP BY 1 ORDER BY 1").fetchall())
         by_source = [{"source": s, "format": f, "runs": n} for s, f, n in q(
             """SELECT s.uri, s.format, count(t.id) FROM sources s LEFT JOIN trajectories t ON t.source_sha256 = s.sha256
@@ -283,10 +286,9 @@ class Bank:
             "rejects": q("SELECT count(*) FROM rejects").fetchall()[0][0],
             "redactions": q("SELECT coalesce(sum(count), 0) FROM redactions").fetchall()[0][0],
             "exposures": q("SELECT count(*) FROM exposures").fetchall()[0][0],
-            # runs cut to ingest.max_messages / max_run_bytes; none in a bank from before the truncations
-            # table that has only been opened read-only since
+            # runs cut to ingest.max_messages / max_run_bytes
             "truncated_runs": q("SELECT count(DISTINCT trajectory_id) FROM truncations").fetchall()[0][0]
-            if q("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'truncations'").fetchall()[0][0] else 0,
+            if has_table(con, "truncations") else 0,
             "playbooks": self.playbooks(),
         }
 

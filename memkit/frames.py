@@ -20,6 +20,7 @@ import polars as pl
 
 from memkit.errors import MemkitError
 from memkit.model import OUTCOMES
+from memkit.stores.database import has_table
 
 Many = Union[str, int, Sequence[Union[str, int]], None]
 When = Union[dt.datetime, dt.date, str, None]
@@ -307,7 +308,7 @@ def truncations(con, *, run_id: Many = None, source: Many = None) -> pl.DataFram
         record_location  String    where in it ("line 12", "index 3"): the uncut record
         ingested_at      Datetime  when
     """
-    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'truncations'").fetchall()[0][0]:
+    if not has_table(con, "truncations"):
         return pl.DataFrame(schema=SCHEMAS["truncations"])  # a bank from before the table, opened read-only
     where, params = [], []
     if (ids := _many(run_id)) is not None:

@@ -64,6 +64,11 @@ def connect(path: Path, read_only: bool = False, timeout: float | None = None) -
     return con
 
 
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the bank has `name`: a bank from before its migration, opened read-only, does not."""
+    return con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0] > 0
+
+
 def snapshot_path(path: Path) -> Path:
     return Path(path).with_name(SNAPSHOT_FILE)
 
