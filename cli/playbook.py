@@ -1,13 +1,11 @@
+import unicodedata
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-import unicodedata
-
 from memkit.cli.common import BankOption, JsonOption, console, emit_json, err_console, handle_errors, open_bank
-from memkit.prompts.export import screen_item
 
 app = typer.Typer(help="List, show, and compare playbooks and their versions.", no_args_is_help=True)
 
@@ -111,6 +109,8 @@ _STATUS = {"retire": ("retired", "Retired"), "restore": ("active", "Restored"),
 
 def _set_status(bank: Path, json: bool, action: str, name: str, item_id: str, reason: str) -> None:
     """retire / restore / quarantine approve / reject: one Bank method each, one version each."""
+    from memkit.prompts.export import screen_item  # the export screen; not on every command's start-up path
+
     status, done = _STATUS[action]
     with open_bank(bank, write=True) as b:
         pb = getattr(b, action)(name, item_id, reason)
@@ -273,6 +273,8 @@ def quarantine_list(name: str = typer.Argument(..., help="Playbook name."), bank
 
     Example: memkit playbook quarantine list airline
     """
+    from memkit.prompts.export import screen_item
+
     with open_bank(bank) as b:
         rows = b.quarantined(name)
         items = {i.id: i for i in b.load_playbook(name).items}
