@@ -96,8 +96,12 @@ def _open_snapshot(path: Path) -> duckdb.DuckDBPyConnection | None:
         return None
     try:
         con = duckdb.connect(str(snap), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
         done = {r[0] for r in con.execute("SELECT name FROM schema_migrations").fetchall()}
     except duckdb.Error:
+        con.close()
         return None
     if not {name for name, _ in MIGRATIONS} <= done:
         con.close()

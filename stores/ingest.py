@@ -347,8 +347,8 @@ def ingest_files(
         if version is not None and not 1 <= version <= known[name]:
             raise BadPlaybookRef(f"--playbook: {name} has versions 1 to {known[name]}, not {version}")
     result = IngestResult(files=len(files))
-    state = _Ingest(_Writer(con), result, batch_size, outcome_map)
-    state.limits = limits if limits is not None else Limits.from_config()
+    state = _Ingest(_Writer(con), result, batch_size, outcome_map,
+                    limits if limits is not None else Limits.from_config())
     try:
         for index, path in enumerate(files):
             on_file(path, index)
@@ -365,9 +365,8 @@ class _Ingest:
     """What one ingest call shares across its files: the writer, the batch being filled (small files
     share batches), the run ids seen, and per-source counts kept by the writer thread."""
 
-    def __init__(self, writer: _Writer, result: IngestResult, batch_size: int, outcomes=None):
-        self.writer, self.result, self.batch_size, self.outcomes = writer, result, batch_size, outcomes
-        self.limits = Limits()
+    def __init__(self, writer: _Writer, result: IngestResult, batch_size: int, outcomes, limits: Limits):
+        self.writer, self.result, self.batch_size, self.outcomes, self.limits = writer, result, batch_size, outcomes, limits
         self.batch = _Batch()
         self.seen: set[str] = set()
         self.counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # sha -> [added, duplicates], writer-side
