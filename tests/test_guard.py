@@ -174,6 +174,17 @@ def _adversarial_bank(runner, tmp_path) -> dict:
     return playbook_items(tmp_path)
 
 
+def _flood_again(runner, folder, tag: str) -> None:
+    """Ingest the one-task flood once more (new runs: new ids and a changed user turn), then distill."""
+    more = [json.loads(line) for line in (ADVERSARIAL / "one-task-flood.jsonl").read_text().splitlines()]
+    for k, run in enumerate(more):
+        run["id"] = f"flood-{tag}-{k}"
+        run["messages"][1]["content"] += f" {tag.capitalize()}."
+    write_jsonl(folder / f"flood-{tag}.jsonl", more)
+    assert runner.invoke(app, ["ingest", f"flood-{tag}.jsonl"]).exit_code == 0
+    assert runner.invoke(app, ["distill"]).exit_code == 0
+
+
 def _exports(runner, tmp_path) -> dict[str, str]:
     """Every target (helpers.every_export), plus the JSON items and a task-specific export."""
     out, _ = every_export(runner, tmp_path)
@@ -257,13 +268,7 @@ def test_a_flood_from_one_task_or_one_source_never_reaches_the_threshold(runner,
     assert seat["status"] == "active"  # three clean tasks: the control that does get through
 
     # More of the same flood changes nothing: repetition is not independence.
-    more = [json.loads(line) for line in (ADVERSARIAL / "one-task-flood.jsonl").read_text().splitlines()]
-    for k, run in enumerate(more):
-        run["id"] = f"flood-again-{k}"
-        run["messages"][1]["content"] += " Again."
-    write_jsonl(tmp_path / "more-flood.jsonl", more)
-    assert runner.invoke(app, ["ingest", "more-flood.jsonl"]).exit_code == 0
-    assert runner.invoke(app, ["distill"]).exit_code == 0
+    _flood_again(runner, tmp_path, "again")
     again = playbook_items(tmp_path)[flood_id]
     assert again["status"] == "quarantined" and len(again["provenance"]["evidence"]) == 16
     assert "16 of 16 carry injected instructions" in again["status_reason"]
@@ -304,13 +309,7 @@ def test_approve_releases_a_held_lesson_and_reject_keeps_one_out(runner, tmp_pat
     no = runner.invoke(app, ["playbook", "quarantine", "reject", "default", flood_id, "-r", "injected in a tool result"])
     assert no.exit_code == 0, no.output
     # A later distill with more of the flood neither re-quarantines the approved item nor revives the rejected one.
-    more = [json.loads(line) for line in (ADVERSARIAL / "one-task-flood.jsonl").read_text().splitlines()]
-    for k, run in enumerate(more):
-        run["id"] = f"flood-later-{k}"
-        run["messages"][1]["content"] += " Later."
-    write_jsonl(tmp_path / "later.jsonl", more)
-    assert runner.invoke(app, ["ingest", "later.jsonl"]).exit_code == 0
-    assert runner.invoke(app, ["distill"]).exit_code == 0
+    _flood_again(runner, tmp_path, "later")
 
     after = playbook_items(tmp_path)
     assert after[bag_id]["status"] == "active" and after[bag_id]["provenance"]["approved"] == "by hand: checked against the bag policy"
