@@ -320,4 +320,38 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE trajectories ADD COLUMN attempt VARCHAR;
         """,
     ),
+    (
+        "0012_zstd_text",
+        """
+        -- The long texts (raw records, step texts, tool results) compressed with zstd: measured on the
+        -- 20,000-run ingest bench, checkpoints cost less CPU than DuckDB's default string compression
+        -- and the file is 60 MB instead of 86 MB. DuckDB sets compression only in CREATE TABLE, so the
+        -- three tables are rebuilt (columns in their old order) and their rows copied.
+        CREATE TABLE trajectories_z (
+            id VARCHAR PRIMARY KEY, source_sha256 VARCHAR NOT NULL, source_uri VARCHAR NOT NULL,
+            record_location VARCHAR, external_id VARCHAR, task_id VARCHAR, task_text VARCHAR, agent VARCHAR,
+            model VARCHAR, started_at VARCHAR, ended_at VARCHAR, outcome VARCHAR NOT NULL, reward DOUBLE,
+            cost_usd DOUBLE, tokens_in BIGINT, tokens_out BIGINT, playbook VARCHAR, playbook_version INTEGER,
+            n_steps INTEGER, metadata JSON, raw VARCHAR USING COMPRESSION zstd, ingested_at TIMESTAMP NOT NULL,
+            attempt VARCHAR
+        );
+        INSERT INTO trajectories_z BY NAME SELECT * FROM trajectories;
+        DROP TABLE trajectories;
+        ALTER TABLE trajectories_z RENAME TO trajectories;
+        CREATE TABLE steps_z (
+            trajectory_id VARCHAR NOT NULL, seq INTEGER NOT NULL, role VARCHAR NOT NULL, name VARCHAR,
+            text VARCHAR USING COMPRESSION zstd, reasoning VARCHAR USING COMPRESSION zstd, n_tool_calls INTEGER
+        );
+        INSERT INTO steps_z BY NAME SELECT * FROM steps;
+        DROP TABLE steps;
+        ALTER TABLE steps_z RENAME TO steps;
+        CREATE TABLE tool_results_z (
+            trajectory_id VARCHAR NOT NULL, step_seq INTEGER NOT NULL, call_id VARCHAR, name VARCHAR,
+            content VARCHAR USING COMPRESSION zstd, is_error BOOLEAN NOT NULL
+        );
+        INSERT INTO tool_results_z BY NAME SELECT * FROM tool_results;
+        DROP TABLE tool_results;
+        ALTER TABLE tool_results_z RENAME TO tool_results;
+        """,
+    ),
 ]
