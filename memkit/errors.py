@@ -55,3 +55,7 @@ class ReadOnlyBank(MemkitError):
 
 class CannotWrite(MemkitError):
     "A file or folder memkit was asked to create or write is not writable there (a folder, a file, no permission)."
+
+
+class IngestFailed(MemkitError):
+    """The ingest could not finish for a reason of its own (its parsing process died)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import queue
 import threading
+from contextlib import contextmanager
 from itertools import chain
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from memkit.canonical import content_hash, file_sha256
-from memkit.errors import BadPlaybookRef, InputNotFound, UnknownFormat
+from memkit.errors import BadPlaybookRef, IngestFailed, InputNotFound, UnknownFormat
 from memkit.model import Run
 from memkit.stores.injection import flag_steps
 from memkit.stores.limits import Cut, Limits, too_big
@@ -133,8 +134,8 @@ class _Batch:
         self.scores: list[tuple] = []
         self.truncations: list[tuple] = []
         self.rejects: list[dict] = []
-        self.finish: list[Callable] = []  # jobs for files that ended in this batch (e.g. redaction rows)
-        self.sources: list[Callable] = []  # their `sources` rows, completed on the writer thread
+        self.finish: list[Callable] = []  # picklable jobs for files that ended in this batch (redaction rows)
+        self.sources: list[tuple] = []  # their `sources` rows, completed on the writer side (_source_row)
 
     def __len__(self) -> int:
         return len(self.traj)
@@ -168,6 +169,9 @@ class _Batch:
         self.rejects.append({"source_sha256": src["sha256"], "source_uri": src["uri"],
                              "location": location, "line": line, "reader": reader, "reason": reason, "raw": raw})
 
+    def rows(self) -> "_Rows":
+        return _Rows(self.tables() if self.traj else {}, self.rejects, self.finish, self.sources)
+
     def tables(self) -> dict[str, pa.Table]:
         out = {}
         for name, rows, schema in (("trajectories", self.traj, _TRAJ_SCHEMA), ("steps", self.steps, _STEP_SCHEMA),
@@ -181,18 +185,29 @@ class _Batch:
         return out
 
 
-def _write_batch(batch: _Batch, result: IngestResult, counts: dict[str, list[int]]):
+@dataclass
+class _Rows:
+    """A batch as plain data (Arrow tables, dicts, tuples, picklable jobs): what a parsing process
+    sends to the one that writes (see _parse_in_child)."""
+
+    tables: dict[str, pa.Table]  # empty when the batch holds no runs
+    rejects: list[dict]
+    finish: list[Callable]
+    sources: list[tuple]
+
+
+def _write_batch(rows: _Rows, result: IngestResult, counts: dict[str, list[int]]):
     """A job for the writer thread and the bytes it appends: the batch's new runs (skipping ids already
     stored), their flags, its rejects, and the source rows of the files that ended in it. Many small files
     share a batch, and batches share a transaction (see _Writer). The job returns what to count once
     its transaction has committed."""
-    tables, rejects, finish, sources = batch.tables(), batch.rejects, batch.finish, batch.sources
+    tables, rejects, finish, sources = rows.tables, rows.rejects, rows.finish, rows.sources
 
     def job(cur: duckdb.DuckDBPyConnection) -> Callable[[], None]:
         known: list[str] = []
-        traj = tables["trajectories"]
-        all_sources = traj["source_sha256"].to_pylist()
-        if traj.num_rows:
+        traj = tables.get("trajectories")
+        all_sources = traj["source_sha256"].to_pylist() if traj is not None else []
+        if traj is not None:
             cur.register("_batch_ids", traj.select(["id"]))
             known = [r[0] for r in cur.execute("SELECT t.id FROM trajectories t JOIN _batch_ids b USING (id)").fetchall()]
             cur.unregister("_batch_ids")
@@ -209,7 +224,7 @@ def _write_batch(batch: _Batch, result: IngestResult, counts: dict[str, list[int
                     conflict = " ON CONFLICT DO NOTHING" if name == "scores" else ""
                     cur.execute(f"INSERT INTO {name} BY NAME SELECT *{extra} FROM _rows{conflict}")
                     cur.unregister("_rows")
-        if tables["steps"].num_rows:
+        if tables and tables["steps"].num_rows:
             flags = flag_steps(tables["steps"])
             if flags.num_rows:
                 cur.register("_flags", flags)
@@ -220,7 +235,7 @@ def _write_batch(batch: _Batch, result: IngestResult, counts: dict[str, list[int
             cur.execute("""INSERT INTO rejects BY NAME SELECT *, now() AS rejected_at FROM _rejects
                            ON CONFLICT DO UPDATE SET reason = excluded.reason, rejected_at = excluded.rejected_at""")
             cur.unregister("_rejects")
-        added = Counter(tables["trajectories"]["source_sha256"].to_pylist())
+        added = Counter(tables["trajectories"]["source_sha256"].to_pylist()) if tables else Counter()
         for sha, n in (Counter(all_sources) - added).items():
             counts[sha][1] += n
         for sha, n in added.items():
@@ -228,9 +243,11 @@ def _write_batch(batch: _Batch, result: IngestResult, counts: dict[str, list[int
         for finish_file in finish:
             finish_file(cur)
         if sources:
-            _write_sources(cur, [row() for row in sources])
+            _write_sources(cur, [_source_row(row, counts) for row in sources])
 
         def committed() -> None:
+            if traj is None:
+                return
             result.duplicates += len(known)
             result.added += traj.num_rows
             if tables["truncations"].num_rows:
@@ -248,16 +265,13 @@ _SOURCE_SCHEMA = pa.schema([("sha256", _S), ("uri", _S), ("format", _S), ("parse
                             ("records", _I), ("added", _I), ("duplicates", _I), ("rejected", _I)])
 
 
-def _source_row(source: dict, size: int, fmt: str, version: str, records: int, rejected: int, repeated: int,
-                counts: dict[str, list[int]]):
-    """The file's `sources` row, completed on the writer thread with what its batches added; written in
-    the transaction of the batch that holds the file's last runs, so it never claims runs not stored."""
-
-    def row() -> tuple:
-        added, duplicates = counts.pop(source["sha256"], (0, 0))
-        return (source["sha256"], source["uri"], fmt, version, size, records, added, duplicates + repeated, rejected)
-
-    return row
+def _source_row(row: tuple, counts: dict[str, list[int]]) -> tuple:
+    """A file's `sources` row (sha256, uri, format, parser version, size, records, rejected, repeated),
+    completed on the writer side with what its batches added; written in the transaction of the batch
+    that holds the file's last runs, so it never claims runs not stored."""
+    sha, uri, fmt, version, size, records, rejected, repeated = row
+    added, duplicates = counts.pop(sha, (0, 0))
+    return (sha, uri, fmt, version, size, records, added, duplicates + repeated, rejected)
 
 
 def _write_sources(cur, rows: list[tuple]) -> None:
@@ -350,6 +364,24 @@ class _Writer:
             raise error
 
 
+@contextmanager
+def _bulk_settings(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB settings for the length of an ingest, restored after it. One core fewer for DuckDB:
+    the parsing thread keeps the other busy. A commit big enough to trigger a checkpoint skips the
+    WAL (it writes the rows straight to the database file instead of first to the log). Measured on
+    the 20,000-run bench on 2 cores (bench/ingest.py), median of 3 runs: 9.2 s with DuckDB's
+    defaults, 8.4 s skipping the WAL, 6.9 s with zstd text columns (migration 0012) and 1 thread."""
+    names = ("threads", "auto_checkpoint_skip_wal_threshold")
+    old = {n: con.execute("SELECT current_setting(?)", [n]).fetchone()[0] for n in names}
+    con.execute(f"SET threads = {max(1, int(old['threads']) - 1)}")
+    con.execute("SET auto_checkpoint_skip_wal_threshold = 1000")
+    try:
+        yield
+    finally:
+        for n, value in old.items():
+            con.execute(f"SET {n} = {int(value)}")
+
+
 def ingest_files(
     con: duckdb.DuckDBPyConnection,
     paths: Iterable[str | Path],
@@ -392,40 +424,174 @@ def ingest_files(
         if version is not None and not 1 <= version <= known[name]:
             raise BadPlaybookRef(f"--playbook: {name} has versions 1 to {known[name]}, not {version}")
     result = IngestResult(files=len(files))
-    state = _Ingest(_Writer(con), result, batch_size, outcome_map,
-                    limits if limits is not None else Limits.from_config(), attempt, metadata or {})
-    try:
-        for index, path in enumerate(files):
-            on_file(path, index)
-            _ingest_file(path, ctx, forced, playbook_ref, latest_versions or {}, state, on_records)
-        state.flush()
-    finally:
-        state.writer.close()
-    if outcome_map is not None:
-        result.outcomes_matched = outcome_map.matched
+    limits = limits if limits is not None else Limits.from_config()
+    with _bulk_settings(con):
+        writer = _Writer(con)
+        counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # sha -> [added, duplicates], writer-side
+
+        def write(rows: Optional[_Rows], job: Optional[Callable] = None) -> None:
+            writer.submit(*_write_batch(rows, result, counts)) if rows is not None else writer.submit(job)
+
+        def parse(sink: Callable, on_file: Callable, on_records: Callable, result: IngestResult) -> None:
+            state = _Ingest(sink, result, batch_size, outcome_map, limits, attempt, metadata or {})
+            for index, path in enumerate(files):
+                on_file(path, index)
+                _ingest_file(path, ctx, forced, playbook_ref, latest_versions or {}, state, on_records)
+            state.flush()
+            if outcome_map is not None:
+                result.outcomes_matched = outcome_map.matched
+
+        try:
+            if _in_child(files):
+                _parse_in_child(parse, write, on_file, on_records, result)
+            else:
+                parse(write, on_file, on_records, result)
+        finally:
+            writer.close()
     return result
 
 
-class _Ingest:
-    """What one ingest call shares across its files: the writer, the batch being filled (small files
-    share batches), the run ids seen, per-source counts kept by the writer thread, and what every run
-    is stamped with (see stamp)."""
+# Inputs at least this big are parsed in a child process (where fork exists): the parse is Python
+# and holds the GIL, which the writer thread's many short DuckDB calls then wait for. Measured on
+# the 20,000-run bench (bench/ingest.py, 354 MB, 2 cores): see README § Benchmarks.
+CHILD_MIN_BYTES = 32 << 20
 
-    def __init__(self, writer: _Writer, result: IngestResult, batch_size: int, outcomes, limits: Limits,
+
+def _in_child(files: list[Path]) -> bool:
+    """MEMKIT_INGEST_CHILD=1 or 0 forces the choice (tests run both ways on small files)."""
+    import multiprocessing
+    import os
+
+    forced = os.environ.get("MEMKIT_INGEST_CHILD")
+    if forced in ("0", "1"):
+        wanted = forced == "1"
+    else:
+        wanted = (os.cpu_count() or 1) > 1 and sum(f.stat().st_size for f in files) >= CHILD_MIN_BYTES
+    return wanted and "fork" in multiprocessing.get_all_start_methods()
+
+
+_CHILD_FIELDS = ("records", "rejected", "duplicates", "formats", "file_errors", "reject_lines", "redactions",
+                 "outcomes_matched")  # what the parsing side of an ingest counts (the writer side counts the rest)
+
+
+def _parse_in_child(parse: Callable, write: Callable, on_file: Callable, on_records: Callable,
+                    result: IngestResult) -> None:
+    """Run `parse` in a forked child that sends its batches (as _Rows) down a pipe; this process writes
+    them. The child touches no DuckDB connection and leaves with os._exit (multiprocessing's fork
+    start), so nothing of the parent's database is closed or flushed from it."""
+    import multiprocessing
+    import pickle
+
+    mp = multiprocessing.get_context("fork")
+    receive, send = mp.Pipe(duplex=False)
+
+    def child() -> None:
+        import gc
+
+        receive.close()
+        gc.freeze()  # what the parent had stays out of the child's collections
+        pending = [0]
+
+        def records(n: int) -> None:
+            pending[0] += n
+            if pending[0] >= 500:
+                send.send(("records", pending[0]))
+                pending[0] = 0
+
+        def file(path: Path, index: int) -> None:
+            if pending[0]:
+                send.send(("records", pending[0]))
+                pending[0] = 0
+            send.send(("file", str(path), index))
+
+        def sink(rows: Optional[_Rows], job: Optional[Callable] = None) -> None:
+            if rows is None:
+                send.send(("job", job))
+                return
+            tables, rows.tables = rows.tables, {}
+            send.send(("rows", rows, list(tables)))
+            for table in tables.values():  # Arrow IPC: the buffers as they are, not pickled
+                out = pa.BufferOutputStream()
+                with pa.ipc.new_stream(out, table.schema) as stream:
+                    stream.write_table(table)
+                send.send_bytes(out.getvalue())
+
+        try:
+            parse(sink, file, records, result)
+            if pending[0]:
+                send.send(("records", pending[0]))
+            send.send(("done", {k: getattr(result, k) for k in _CHILD_FIELDS}))
+        except BaseException as e:  # handed to the parent, which raises it
+            try:
+                pickle.dumps(e)
+            except Exception:
+                e = RuntimeError(f"{e.__class__.__name__}: {e}")
+            try:
+                send.send(("error", e))
+            except OSError:  # the parent has stopped reading: it is failing on its own
+                pass
+        finally:
+            send.close()
+
+    proc = mp.Process(target=child, name="memkit-ingest-parser", daemon=True)
+    proc.start()
+    send.close()
+    try:
+        while True:
+            try:
+                message = receive.recv()
+            except EOFError:
+                proc.join()
+                raise IngestFailed(f"ingest: the parsing process stopped (exit code {proc.exitcode}); "
+                                   "the runs already read are stored") from None
+            kind = message[0]
+            if kind == "rows":
+                rows = message[1]
+                rows.tables = {name: pa.ipc.open_stream(receive.recv_bytes()).read_all() for name in message[2]}
+                write(rows)
+            elif kind == "job":
+                write(None, message[1])
+            elif kind == "records":
+                on_records(message[1])
+            elif kind == "file":
+                on_file(Path(message[1]), message[2])
+            elif kind == "error":
+                raise message[1]
+            else:  # done
+                for k, v in message[1].items():
+                    if k == "duplicates":
+                        result.duplicates += v
+                    else:
+                        setattr(result, k, v)
+                break
+    finally:
+        receive.close()
+        if proc.is_alive():
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+class _Ingest:
+    """What one ingest call shares across its files: where batches go (`sink(rows, job=None)`: a
+    batch's rows, or a job of its own), the batch being filled (small files share batches), the run
+    ids seen, and what every run is stamped with (see stamp)."""
+
+    def __init__(self, sink: Callable, result: IngestResult, batch_size: int, outcomes, limits: Limits,
                  attempt: Optional[str] = None, metadata: Optional[dict] = None):
-        self.writer, self.result, self.batch_size, self.outcomes, self.limits = writer, result, batch_size, outcomes, limits
+        self.sink, self.result, self.batch_size, self.outcomes, self.limits = sink, result, batch_size, outcomes, limits
         self.attempt, self.metadata = attempt, metadata or {}
         self.batch = _Batch()
         self.seen: set[str] = set()
-        self.counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # sha -> [added, duplicates], writer-side
 
     def flush(self) -> None:
         batch, self.batch = self.batch, _Batch()
         if batch.traj or batch.rejects or batch.finish or batch.sources:
-            self.writer.submit(*_write_batch(batch, self.result, self.counts))
+            self.sink(batch.rows())
         job = self.outcomes.job() if self.outcomes is not None else None
         if job is not None:  # after the batch that holds the runs: it updates them
-            self.writer.submit(job)
+            self.sink(None, job)
 
     def full(self) -> bool:
         return len(self.batch) >= self.batch_size
@@ -556,5 +722,5 @@ def _ingest_file(path: Path, ctx: ReadContext, forced, playbook_ref, latest_vers
     fmt = reader.name if reader else "unknown"
     result.formats[fmt] += 1
     state.batch.finish.append(red.write_job(source["sha256"]))
-    state.batch.sources.append(_source_row(source, path.stat().st_size, fmt, reader.version if reader else "-",
-                                           records, rejected, repeated, state.counts))
+    state.batch.sources.append((source["sha256"], source["uri"], fmt, reader.version if reader else "-",
+                                path.stat().st_size, records, rejected, repeated))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -253,25 +254,26 @@ class OutcomeMap:
             "value_str": v.outcome, "explanation": f"{key}: {v.given}"[:1000], "source": "outcomes-file",
         } for r, key, v, _ in pending], schema=_SCORE_SCHEMA)
 
-        def job(cur: duckdb.DuckDBPyConnection) -> None:
-            cur.execute("BEGIN")
-            try:
-                cur.register("_outcomes", outcomes)
-                append_outcome_events(cur, "_outcomes", source)
-                cur.execute("UPDATE trajectories SET outcome = o.outcome, reward = o.reward "
-                            "FROM _outcomes o WHERE trajectories.id = o.id")
-                cur.unregister("_outcomes")
-                cur.register("_outcome_scores", scores)
-                cur.execute("""INSERT INTO scores BY NAME SELECT * FROM _outcome_scores
-                               ON CONFLICT DO UPDATE SET value_num = excluded.value_num, value_str = excluded.value_str,
-                               explanation = excluded.explanation, source = excluded.source""")
-                cur.unregister("_outcome_scores")
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        return partial(_write_outcomes, source, outcomes, scores)  # picklable: see stores/ingest.py
 
-        return job
+
+def _write_outcomes(source: str, outcomes: pa.Table, scores: pa.Table, cur: duckdb.DuckDBPyConnection) -> None:
+    cur.execute("BEGIN")
+    try:
+        cur.register("_outcomes", outcomes)
+        append_outcome_events(cur, "_outcomes", source)
+        cur.execute("UPDATE trajectories SET outcome = o.outcome, reward = o.reward "
+                    "FROM _outcomes o WHERE trajectories.id = o.id")
+        cur.unregister("_outcomes")
+        cur.register("_outcome_scores", scores)
+        cur.execute("""INSERT INTO scores BY NAME SELECT * FROM _outcome_scores
+                       ON CONFLICT DO UPDATE SET value_num = excluded.value_num, value_str = excluded.value_str,
+                       explanation = excluded.explanation, source = excluded.source""")
+        cur.unregister("_outcome_scores")
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
 
 
 def append_outcome_events(cur: duckdb.DuckDBPyConnection, view: str, source: str) -> None:
