@@ -13,6 +13,7 @@ import pytest
 import memkit
 from memkit.cli.main import app
 from memkit.stores import records as records_module
+from memkit.stores.records import Redactions, read_records
 from memkit.stores.redact import Redactor, redact
 from helpers import error_lines, messages, no_traceback, run_obj, squash, u_escaped, write_json, write_jsonl
 
@@ -525,3 +526,35 @@ def test_purge_from_python_needs_a_writable_bank(distilled):
         result = b.purge(before="2099-01-01")
         assert len(result.runs) == len(plan.runs)
         assert b.con.execute("SELECT count(*) FROM trajectories").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("layout", ["compact", "one-per-line", "crlf-lines", "indent-2", "indent-4", "tabs", "irregular"])
+@pytest.mark.parametrize("window", [512, 8 << 20])
+def test_every_json_array_layout_reads_the_same_records(tmp_path, monkeypatch, layout, window):
+    """Array elements are found by their layout when it is regular (records.py _guess) and by the
+    decoder otherwise: the records are the elements, whatever the layout and the window."""
+    monkeypatch.setattr(records_module, "WINDOW", window)
+    runs = [run_obj(i, i % 2 == 0, user_text='a "}\\n  }," and \\u007d ' + "x" * (i * 37)) for i in range(30)]
+    runs[4]["messages"][1]["content"] = "}\n  },\n{"  # what a layout line looks like, inside a string
+    if layout == "compact":
+        text = json.dumps(runs)
+    elif layout in ("one-per-line", "crlf-lines"):
+        sep = ",\r\n" if layout == "crlf-lines" else ",\n"
+        text = "[" + sep.join(json.dumps(r) for r in runs) + "]\n"
+    elif layout == "irregular":  # closing braces not where the layout says
+        text = "[\n" + ",\n".join(json.dumps(r, indent=3).replace("\n}", "}") for r in runs) + "\n]"
+    else:
+        text = json.dumps(runs, indent="\t" if layout == "tabs" else int(layout[-1]))
+    path = tmp_path / "runs.json"
+    path.write_text(text, encoding="utf-8")
+    guess, hits = records_module._guess, []
+    monkeypatch.setattr(records_module, "_guess", lambda buf, start: hits.append(guess(buf, start)) or hits[-1])
+    records = list(read_records(path, Redactions()))
+    guessed = sum(h is not None for h in hits)
+    if layout in ("compact", "irregular"):
+        assert guessed == 0
+    elif window > 512:  # a small window cuts some elements, which the decoder then reads
+        assert guessed >= 30  # (and the first element once more: is it a message?)
+    assert [r.location for r in records] == [f"index {i}" for i in range(30)]
+    assert not any(r.error for r in records)
+    assert [orjson.loads(r.data) for r in records] == runs
