@@ -16,7 +16,9 @@ clock stops only after the connection is closed (so the final checkpoint is paid
   naive      json.loads per line (json.load for the array) + one INSERT per run and an
              executemany per run's messages, in one transaction; measured on the first
              --naive-runs runs (default 500) and scaled per run to N
-  memkit     memkit.init(folder); bank.ingest([file]); bank.close()
+  memkit     memkit.init(folder); bank.ingest([file]); bank.close()  (an input this big is parsed in a
+             forked child process, stores/ingest.py _parse_in_child; its peak RSS is in the note)
+  memkit, in-process   the same with MEMKIT_INGEST_CHILD=0: parsing thread + writer thread (reference)
 
 Each measurement runs in a fresh subprocess (so peak RSS is per contender) and the best of
 --repeat runs is kept. Machines are shared and noisy, so the result is printed as ratios
@@ -170,9 +172,10 @@ def work_memkit(file: Path, fmt: str, folder: Path, expect_runs: int, expect_msg
     truncated = getattr(res, "truncated", 0)  # the default ingest limits must not touch normal runs
     ok = (res.added == expect_runs and res.rejected == 0 and res.duplicates == 0 and steps == expect_msgs
           and not truncated)
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the parsing process, if any
     return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "db_mb": db.stat().st_size / 1e6, "ok": ok,
             "check": f"added {res.added}, dup {res.duplicates}, rejected {res.rejected}, truncated {truncated}, "
-                     f"{steps} steps"}
+                     f"{steps} steps" + (f"; parsing process peak RSS {child:,.0f} MB" if child else "")}
 
 
 def worker_main(args) -> None:
@@ -194,14 +197,14 @@ def worker_main(args) -> None:
 
 
 def measure(kind: str, file: Path, fmt: str, scratch: Path, repeat: int, expect_runs: int, expect_msgs: int,
-            threads: int | None = None) -> dict:
+            threads: int | None = None, env: dict | None = None) -> dict:
     best = None
     for _ in range(repeat):
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--file", str(file), "--fmt", fmt,
                "--scratch", str(scratch), "--expect-runs", str(expect_runs), "--expect-msgs", str(expect_msgs)]
         if threads:
             cmd += ["--threads", str(threads)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
             sys.stderr.write(proc.stdout + proc.stderr)
@@ -244,6 +247,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="measurements per contender, best kept (default 2)")
     ap.add_argument("--formats", default="jsonl,array", help="comma list of jsonl, array (default both)")
     ap.add_argument("--no-single-thread", action="store_true", help="skip the DuckDB threads=1 reference row")
+    ap.add_argument("--no-in-process", action="store_true", help="skip the memkit in-process reference row")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="also cProfile memkit on an N-run JSONL file")
     ap.add_argument("--profile-top", type=int, default=25)
     ap.add_argument("--out", type=Path, help="where to write the data files (default: a temp dir, removed after)")
@@ -298,6 +302,9 @@ def main() -> None:
             rows.append((fmt, "naive json + INSERT", n, size, scaled, note))
             mk = measure("memkit", file, fmt, scratch, args.repeat, n, msgs)
             rows.append((fmt, "memkit ingest", n, size, mk, mk["check"]))
+            if not args.no_in_process:
+                here = measure("memkit", file, fmt, scratch, args.repeat, n, msgs, env={"MEMKIT_INGEST_CHILD": "0"})
+                rows.append((fmt, "memkit ingest, in-process", n, size, here, "(reference)"))
             ratios[fmt] = (duck["seconds"] / mk["seconds"], scaled["seconds"] / mk["seconds"],
                            (duck1["seconds"] / mk["seconds"]) if not args.no_single_thread else None)
 
