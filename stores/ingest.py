@@ -367,7 +367,7 @@ class _Writer:
 @contextmanager
 def _bulk_settings(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """DuckDB settings for the length of an ingest, restored after it. One core fewer for DuckDB:
-    the parsing thread keeps the other busy. A commit big enough to trigger a checkpoint skips the
+    the parse (a thread, or a child process for big inputs) keeps the other busy. A commit big enough to trigger a checkpoint skips the
     WAL (it writes the rows straight to the database file instead of first to the log). Measured on
     the 20,000-run bench on 2 cores (bench/ingest.py), median of 3 runs: 9.2 s with DuckDB's
     defaults, 8.4 s skipping the WAL, 6.9 s with zstd text columns (migration 0012) and 1 thread."""
@@ -430,9 +430,13 @@ def ingest_files(
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # sha -> [added, duplicates], writer-side
 
         def write(rows: Optional[_Rows], job: Optional[Callable] = None) -> None:
-            writer.submit(*_write_batch(rows, result, counts)) if rows is not None else writer.submit(job)
+            if rows is not None:
+                writer.submit(*_write_batch(rows, result, counts))
+            else:
+                writer.submit(job)
 
-        def parse(sink: Callable, on_file: Callable, on_records: Callable, result: IngestResult) -> None:
+        def parse(sink: Callable, on_file: Callable, on_records: Callable) -> None:
+            """Read every file into `sink`; counts go to `result` (in a child: the child's copy)."""
             state = _Ingest(sink, result, batch_size, outcome_map, limits, attempt, metadata or {})
             for index, path in enumerate(files):
                 on_file(path, index)
@@ -445,7 +449,7 @@ def ingest_files(
             if _in_child(files):
                 _parse_in_child(parse, write, on_file, on_records, result)
             else:
-                parse(write, on_file, on_records, result)
+                parse(write, on_file, on_records)
         finally:
             writer.close()
     return result
@@ -517,7 +521,7 @@ def _parse_in_child(parse: Callable, write: Callable, on_file: Callable, on_reco
                 send.send_bytes(out.getvalue())
 
         try:
-            parse(sink, file, records, result)
+            parse(sink, file, records)
             if pending[0]:
                 send.send(("records", pending[0]))
             send.send(("done", {k: getattr(result, k) for k in _CHILD_FIELDS}))

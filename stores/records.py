@@ -374,38 +374,35 @@ def _skip(w: _Window, pos: int) -> tuple[Optional[int], int]:
         pos = w.pos
 
 
-def _guess(buf: str, start: int) -> Optional[tuple[int, bytes]]:
-    """The end and bytes of the object at `start`, guessed from how arrays of runs are laid out
-    (one element per line, or pretty-printed with the closing brace at the element's indentation)
-    and proved by orjson reading exactly that slice: a JSON object is never the prefix of a longer
-    one, so a slice that parses is the element. None when no guess holds (the decoder decides).
-    Reading the element with orjson instead of finding its end with json's decoder (which builds
-    it only to throw it away) is the array's share of the ingest speed-up (bench/ingest.py)."""
-    if buf[start] != "{":
-        return None
+def _guess(buf: str, start: int) -> Optional[int]:
+    """The end of the object at `start`, guessed from how arrays of runs are laid out (one element
+    per line, or pretty-printed with the closing brace at the element's indentation) and proved by
+    orjson reading exactly that slice: a JSON object is never the prefix of a longer one, so a slice
+    that parses is the element. None when no guess holds (the decoder decides). Reading the element
+    with orjson instead of finding its end with json's decoder (which builds it only to throw it
+    away) is the array's share of the ingest speed-up (bench/ingest.py)."""
     eol = buf.find("\n", start)
-    if eol != -1:  # one element per line
-        line = buf[start:eol].rstrip()
-        if line.endswith((",", "]")):
-            line = line[:-1].rstrip()
-        if line.endswith("}") and (data := _parses(buf[start:start + len(line)])) is not None:
-            return start + len(line), data
-    line_start = buf.rfind("\n", 0, start) + 1
-    indent = buf[line_start:start]
-    if eol != -1 and not indent.strip(" \t"):  # pretty-printed: "}" alone at the element's indentation
+    if buf[start] != "{" or eol == -1:
+        return None
+    line = buf[start:eol].rstrip()  # one element per line
+    if line.endswith((",", "]")):
+        line = line[:-1].rstrip()
+    if line.endswith("}") and _parses(buf[start:start + len(line)]):
+        return start + len(line)
+    indent = buf[buf.rfind("\n", 0, start) + 1:start]
+    if not indent.strip(" \t"):  # pretty-printed: "}" alone at the element's indentation
         at = buf.find("\n" + indent + "}", eol - 1)
-        if at != -1 and (data := _parses(buf[start:at + len(indent) + 2])) is not None:
-            return at + len(indent) + 2, data
+        if at != -1 and _parses(buf[start:at + len(indent) + 2]):
+            return at + len(indent) + 2
     return None
 
 
-def _parses(text: str) -> Optional[bytes]:
-    data = text.encode("utf-8", "surrogateescape")
+def _parses(text: str) -> bool:
     try:
-        orjson.loads(data)
+        orjson.loads(text.encode("utf-8", "surrogateescape"))  # (orjson reads bytes faster than str)
     except orjson.JSONDecodeError:
-        return None
-    return data
+        return False
+    return True
 
 
 def _array_items(w: _Window, limit: Optional[int] = None) -> Iterator[tuple[str, Optional[int], bytes]]:
@@ -422,19 +419,14 @@ def _array_items(w: _Window, limit: Optional[int] = None) -> Iterator[tuple[str,
         if w.buf[w.pos] == "]":
             return
         start = w.pos
-        guessed = _guess(w.buf, start) if misses < 8 else None  # a file laid out otherwise stops guessing
-        misses = 0 if guessed is not None else misses + 1
-        if guessed is not None:
-            end, data = guessed
-            yield f"index {index}", None, _oversized(data, len(data), limit) if limit and len(data) > limit else data
-            w.pos = end
-            index += 1
-            continue
+        end = _guess(w.buf, start) if misses < 8 else None  # a file laid out otherwise stops guessing
+        misses = 0 if end is not None else misses + 1
         try:
-            end = _DECODER.raw_decode(w.buf, start)[1]
-            if end >= len(w.buf) and not w.eof:  # a number may go on in the next window
-                w.more()
-                continue
+            if end is None:
+                end = _DECODER.raw_decode(w.buf, start)[1]
+                if end >= len(w.buf) and not w.eof:  # a number may go on in the next window
+                    w.more()
+                    continue
         except (json.JSONDecodeError, RecursionError):
             end = _extent(w.buf, start)
             if end is None:
